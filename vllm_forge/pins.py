@@ -1,0 +1,381 @@
+"""versions.toml + a profile + command-line overrides -> one frozen `Pins` object.
+
+Nothing downstream reads the TOML again. Every check here fails with one line that names the
+key, what is wrong, and the accepted form.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cuda_arch import Arch, parse_arch_list
+from .errors import ConfigError
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_GIT_REV = re.compile(r"^[0-9a-f]{40}$")
+_VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*([ab]|rc|\.post|\.dev)?[0-9]*$")
+_SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
+
+# The schema: table -> {key: type}. A profile may override any key of any table, plus `description`.
+SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "project": {"default_profile": str, "source_date_epoch": int},
+    "cuda": {"version": str},
+    "images": {"devel": str, "runtime": str},
+    "python": {"version": str},
+    "torch": {"version": str, "torchvision": str, "torchaudio": str, "index_url": str},
+    "flashinfer": {
+        "version": str,
+        "packages": list,
+        "jit_cache": str,
+        "git_url": str,
+        "revision": str,
+        "cuda_arch_list": str,
+    },
+    "vllm": {"version": str, "source": str, "sdist_sha256": str, "git_url": str, "revision": str},
+    "toolchain": {"nvcc": str, "nvcc_package": str},
+    "build": {
+        "torch_cuda_arch_list": str,
+        "max_jobs": (str, int),
+        "nvcc_threads": int,
+        "ccache_max_size": str,
+    },
+    "budget": {"slim_max_gb": (int, float)},
+    "base": {"suite": str, "image": str},
+}
+OPTIONAL_TABLES = {"base"}  # only profiles that make their own base image have it
+PROFILE_ONLY_KEYS = {"description"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRef:
+    """`name:tag@sha256:digest`, or a `localhost/` image made on this machine (no digest)."""
+
+    raw: str
+    name: str
+    tag: str
+    digest: str | None
+
+    @property
+    def local(self) -> bool:
+        return self.name.startswith("localhost/")
+
+    @property
+    def pull_ref(self) -> str:
+        return f"{self.name}@{self.digest}" if self.digest else f"{self.name}:{self.tag}"
+
+    @classmethod
+    def parse(cls, raw: str, key: str) -> ImageRef:
+        ref, _, digest = raw.partition("@")
+        name, sep, tag = ref.rpartition(":")
+        if not sep or "/" in tag or not name:
+            raise ConfigError(f"{key}: {raw!r} has no tag; write it as NAME:TAG@sha256:<64 hex>")
+        if name.startswith("localhost/"):
+            if digest:
+                raise ConfigError(
+                    f"{key}: {raw!r}: a localhost/ image is made here; drop the @digest"
+                )
+            return cls(raw=raw, name=name, tag=tag, digest=None)
+        if not digest:
+            raise ConfigError(
+                f"{key}: {raw!r} is not pinned by digest; append @sha256:<64 hex> "
+                "(`nox -s bump` resolves it)"
+            )
+        algo, _, hexpart = digest.partition(":")
+        if algo != "sha256" or not _SHA256.match(hexpart):
+            raise ConfigError(
+                f"{key}: digest {digest!r} is not 'sha256:' followed by 64 lowercase hex digits"
+            )
+        return cls(raw=raw, name=name, tag=tag, digest=digest)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchPins:
+    version: str
+    torchvision: str
+    torchaudio: str
+    index_url: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlashInferPins:
+    version: str
+    packages: tuple[str, ...]
+    jit_cache: str  # "source" | "none"
+    git_url: str
+    revision: str
+    cuda_arch_list: tuple[Arch, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class VllmPins:
+    version: str
+    source: str  # "sdist" | "git" | "wheel"
+    sdist_sha256: str
+    git_url: str
+    revision: str
+
+    @property
+    def source_pin(self) -> str:
+        """What pins the source: the sdist hash, the git revision, or the wheel's version."""
+        if self.source == "sdist":
+            return f"sdist sha256:{self.sdist_sha256}"
+        if self.source == "git":
+            return f"git {self.git_url}@{self.revision}"
+        return f"wheel vllm=={self.version}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildKnobs:
+    arch_list: tuple[Arch, ...]
+    max_jobs: int | None  # None: size from cores and memory
+    nvcc_threads: int
+    ccache_max_size: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseSpec:
+    suite: str
+    image: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pins:
+    profile: str
+    description: str
+    source_date_epoch: int
+    cuda_version: str
+    devel: ImageRef
+    runtime: ImageRef
+    python_version: str
+    torch: TorchPins
+    flashinfer: FlashInferPins
+    vllm: VllmPins
+    nvcc: str  # "image" | "index"
+    nvcc_package: str
+    build: BuildKnobs
+    slim_max_gb: float
+    base: BaseSpec | None
+
+    @property
+    def compiles_vllm(self) -> bool:
+        return self.vllm.source in ("sdist", "git")
+
+    def labels(self) -> dict[str, str]:
+        """Every pin as an OCI-style label (the image carries what it was built from)."""
+        prefix = "io.github.vllm-forge"
+        return {
+            f"{prefix}.profile": self.profile,
+            f"{prefix}.cuda": self.cuda_version,
+            f"{prefix}.base.devel": self.devel.raw,
+            f"{prefix}.base.runtime": self.runtime.raw,
+            f"{prefix}.python": self.python_version,
+            f"{prefix}.torch": self.torch.version,
+            f"{prefix}.torchvision": self.torch.torchvision,
+            f"{prefix}.torchaudio": self.torch.torchaudio,
+            f"{prefix}.flashinfer": self.flashinfer.version,
+            f"{prefix}.flashinfer.packages": ",".join(self.flashinfer.packages),
+            f"{prefix}.flashinfer.jit-cache": self.flashinfer.jit_cache,
+            f"{prefix}.vllm": self.vllm.version,
+            f"{prefix}.vllm.source": self.vllm.source_pin,
+            f"{prefix}.torch-cuda-arch-list": ";".join(str(a) for a in self.build.arch_list),
+            f"{prefix}.nvcc": self.nvcc if self.nvcc == "image" else self.nvcc_package,
+            "org.opencontainers.image.version": self.vllm.version,
+            "org.opencontainers.image.base.name": self.runtime.raw,
+        }
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _check_tables(doc: dict[str, Any], where: str, *, allow_missing: bool) -> None:
+    for table, value in doc.items():
+        if table in PROFILE_ONLY_KEYS and where != "versions.toml":
+            continue
+        if table not in SCHEMA:
+            known = ", ".join(sorted(SCHEMA))
+            raise ConfigError(f"{where}: unknown table [{table}]; known tables: {known}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: [{table}] must be a table")
+        for key, item in value.items():
+            if key not in SCHEMA[table]:
+                known = ", ".join(sorted(SCHEMA[table]))
+                raise ConfigError(f"{where}: unknown key [{table}].{key}; known keys: {known}")
+            expected = SCHEMA[table][key]
+            if not isinstance(item, expected) or isinstance(item, bool):
+                names = (
+                    expected.__name__
+                    if isinstance(expected, type)
+                    else " or ".join(t.__name__ for t in expected)
+                )
+                raise ConfigError(f"{where}: [{table}].{key} must be a {names}, not {item!r}")
+    if not allow_missing:
+        for table, keys in SCHEMA.items():
+            if table in OPTIONAL_TABLES:
+                continue
+            missing = [k for k in keys if k not in doc.get(table, {})]
+            if missing:
+                raise ConfigError(f"{where}: [{table}] lacks {', '.join(missing)}")
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found; run from the project root or pass --pins") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def profile_names(doc: dict[str, Any]) -> list[str]:
+    return sorted(doc.get("profiles", {}))
+
+
+def resolve(doc: dict[str, Any], profile: str | None = None, overrides: dict | None = None) -> Pins:
+    """Validate the document and return the pins of one profile with overrides applied."""
+    doc = dict(doc)
+    profiles = doc.pop("profiles", {})
+    _check_tables(doc, "versions.toml", allow_missing=False)
+    name = profile or doc["project"]["default_profile"]
+    if name not in profiles:
+        raise ConfigError(
+            f"unknown profile {name!r}; known profiles: {', '.join(sorted(profiles)) or 'none'}"
+        )
+    for pname, pdoc in profiles.items():
+        _check_tables(pdoc, f"[profiles.{pname}]", allow_missing=True)
+    pdoc = dict(profiles[name])
+    description = pdoc.pop("description", "")
+    merged = _merge(_merge(doc, pdoc), overrides or {})
+    return _build(name, description, merged)
+
+
+def load(path: Path, profile: str | None = None, overrides: dict | None = None) -> Pins:
+    return resolve(read_document(path), profile, overrides)
+
+
+def _choice(value: str, allowed: tuple[str, ...], key: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{key} = {value!r}; accepted: {', '.join(repr(a) for a in allowed)}")
+    return value
+
+
+def _version(value: str, key: str) -> str:
+    if not _VERSION.match(value):
+        raise ConfigError(f"{key} = {value!r} is not an exact version like '2.10.0'")
+    return value
+
+
+def parse_max_jobs(value: str | int, key: str = "[build].max_jobs") -> int | None:
+    if value == "auto":
+        return None
+    try:
+        jobs = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} = {value!r}; accepted: 'auto' or a whole number >= 1") from None
+    if jobs < 1:
+        raise ConfigError(f"{key} = {jobs}; it must be at least 1 (or 'auto')")
+    return jobs
+
+
+def _build(name: str, description: str, d: dict[str, Any]) -> Pins:
+    vllm = d["vllm"]
+    source = _choice(vllm["source"], ("sdist", "git", "wheel"), "[vllm].source")
+    if source == "sdist" and not _SHA256.match(vllm["sdist_sha256"]):
+        raise ConfigError(
+            "[vllm].source = 'sdist' needs [vllm].sdist_sha256: the sdist's sha256, 64 hex digits"
+        )
+    if source == "git" and not _GIT_REV.match(vllm["revision"]):
+        raise ConfigError(
+            "[vllm].source = 'git' needs [vllm].revision: a full 40-hex commit, not a branch or tag"
+        )
+    fi = d["flashinfer"]
+    jit_cache = _choice(fi["jit_cache"], ("source", "none"), "[flashinfer].jit_cache")
+    if jit_cache == "source" and not _GIT_REV.match(fi["revision"]):
+        raise ConfigError(
+            "[flashinfer].jit_cache = 'source' needs [flashinfer].revision: a full 40-hex commit"
+        )
+    packages = tuple(fi["packages"])
+    if not packages or not all(isinstance(p, str) and p.startswith("flashinfer") for p in packages):
+        raise ConfigError(
+            "[flashinfer].packages must list FlashInfer packages, e.g. 'flashinfer-python'"
+        )
+    build = d["build"]
+    if build["nvcc_threads"] < 1:
+        raise ConfigError(f"[build].nvcc_threads = {build['nvcc_threads']}; it must be at least 1")
+    if not _SIZE.match(build["ccache_max_size"]):
+        raise ConfigError(
+            f"[build].ccache_max_size = {build['ccache_max_size']!r}; write e.g. '20G'"
+        )
+    if not re.match(r"^3\.[0-9]+$", d["python"]["version"]):
+        raise ConfigError(f"[python].version = {d['python']['version']!r}; write e.g. '3.12'")
+    if not re.match(r"^[0-9]+\.[0-9]+$", d["cuda"]["version"]):
+        raise ConfigError(f"[cuda].version = {d['cuda']['version']!r}; write e.g. '12.8'")
+    base = None
+    if "base" in d:
+        base = BaseSpec(suite=d["base"]["suite"], image=d["base"]["image"])
+        ImageRef.parse(base.image, "[base].image")
+    devel = ImageRef.parse(d["images"]["devel"], "[images].devel")
+    runtime = ImageRef.parse(d["images"]["runtime"], "[images].runtime")
+    for ref, key in ((devel, "devel"), (runtime, "runtime")):
+        if ref.local and (base is None or ref.raw != base.image):
+            raise ConfigError(
+                f"[images].{key} = {ref.raw!r} is a localhost/ image, but the profile makes no "
+                "such base ([base].image)"
+            )
+    return Pins(
+        profile=name,
+        description=description,
+        source_date_epoch=d["project"]["source_date_epoch"],
+        cuda_version=d["cuda"]["version"],
+        devel=devel,
+        runtime=runtime,
+        python_version=d["python"]["version"],
+        torch=TorchPins(
+            version=_version(d["torch"]["version"], "[torch].version"),
+            torchvision=_version(d["torch"]["torchvision"], "[torch].torchvision"),
+            torchaudio=_version(d["torch"]["torchaudio"], "[torch].torchaudio"),
+            index_url=d["torch"]["index_url"],
+        ),
+        flashinfer=FlashInferPins(
+            version=_version(fi["version"], "[flashinfer].version"),
+            packages=packages,
+            jit_cache=jit_cache,
+            git_url=fi["git_url"],
+            revision=fi["revision"],
+            cuda_arch_list=parse_arch_list(
+                fi["cuda_arch_list"], what="[flashinfer].cuda_arch_list"
+            ),
+        ),
+        vllm=VllmPins(
+            version=_version(vllm["version"], "[vllm].version"),
+            source=source,
+            sdist_sha256=vllm["sdist_sha256"],
+            git_url=vllm["git_url"],
+            revision=vllm["revision"],
+        ),
+        nvcc=_choice(d["toolchain"]["nvcc"], ("image", "index"), "[toolchain].nvcc"),
+        nvcc_package=d["toolchain"]["nvcc_package"],
+        build=BuildKnobs(
+            arch_list=parse_arch_list(
+                build["torch_cuda_arch_list"], what="[build].torch_cuda_arch_list"
+            ),
+            max_jobs=parse_max_jobs(build["max_jobs"]),
+            nvcc_threads=build["nvcc_threads"],
+            ccache_max_size=build["ccache_max_size"],
+        ),
+        slim_max_gb=float(d["budget"]["slim_max_gb"]),
+        base=base,
+    )

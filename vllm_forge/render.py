@@ -1,0 +1,114 @@
+"""Rendering: pins -> Dockerfile text (pure), and the build context on disk (I/O, separate)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from .cuda_arch import format_arch_list, nvcc_gencode_flags
+from .pins import Pins
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = PACKAGE_DIR.parent / "templates"
+TEMPLATE = "Dockerfile.j2"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stages:
+    """Build targets every profile has."""
+
+    builder: str = "builder"
+    runtime: str = "runtime"
+
+
+STAGES = Stages()
+
+
+def template_context(pins: Pins) -> dict:
+    """Every value the template needs, as plain strings, lists and flags."""
+    python = f"python{pins.python_version}"
+    needs_git = pins.vllm.source == "git" or (
+        pins.compiles_vllm and pins.flashinfer.jit_cache == "source"
+    )
+    toolchain = [python, f"{python}-venv", f"{python}-dev", "build-essential", "ccache", "make"]
+    toolchain += ["ca-certificates"] + (["git"] if needs_git else [])
+    torch_requirements = [
+        f"torch=={pins.torch.version}",
+        f"torchvision=={pins.torch.torchvision}",
+        f"torchaudio=={pins.torch.torchaudio}",
+    ]
+    flashinfer_requirements = [f"{p}=={pins.flashinfer.version}" for p in pins.flashinfer.packages]
+    return {
+        "profile": pins.profile,
+        "description": pins.description,
+        "devel_image": pins.devel.raw,
+        "runtime_image": pins.runtime.raw,
+        "cuda_version": pins.cuda_version,
+        "python": python,
+        "toolchain_packages": toolchain,
+        "venv_packages": [python, f"{python}-venv", "ca-certificates"],
+        # gcc, libc headers and Python.h: Triton builds its launcher stub at first launch.
+        "runtime_packages": [python, f"{python}-dev", "gcc", "libc6-dev", "ca-certificates"],
+        "nvcc_from_index": pins.nvcc == "index",
+        "nvcc_package": pins.nvcc_package,
+        "nvcc_major": _nvcc_major(pins.nvcc_package),
+        "nvcc_threads": pins.build.nvcc_threads,
+        "ccache_max_size": pins.build.ccache_max_size,
+        "gencode_flags": " ".join(nvcc_gencode_flags(pins.build.arch_list)),
+        "torch_cuda_arch_list": format_arch_list(pins.build.arch_list),
+        "compiles_vllm": pins.compiles_vllm,
+        "torch_requirements": torch_requirements,
+        "torch_index_url": pins.torch.index_url,
+        "vllm_source": pins.vllm.source,
+        "vllm_version": pins.vllm.version,
+        "vllm_sdist_sha256": pins.vllm.sdist_sha256,
+        "vllm_git_url": pins.vllm.git_url,
+        "vllm_revision": pins.vllm.revision,
+        "flashinfer_jit_cache": pins.flashinfer.jit_cache == "source",
+        "flashinfer_git_url": pins.flashinfer.git_url,
+        "flashinfer_revision": pins.flashinfer.revision,
+        "flashinfer_arch_list": format_arch_list(pins.flashinfer.cuda_arch_list, sep=" "),
+        "flashinfer_requirements": flashinfer_requirements,
+        "runtime_requirements": torch_requirements + flashinfer_requirements,
+        "labels": sorted(pins.labels().items()),
+    }
+
+
+def _nvcc_major(package: str) -> str:
+    """`cuda-toolkit[nvcc]==13.0.2` -> "13" (the pip toolkit's nvidia/cuXX folder)."""
+    _, _, version = package.partition("==")
+    return version.split(".")[0] if version else "13"
+
+
+def _environment(templates_dir: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render_dockerfile(pins: Pins, templates_dir: Path = TEMPLATES_DIR) -> str:
+    """Pins in, Dockerfile text out: same pins, byte-identical text."""
+    template = _environment(templates_dir).get_template(TEMPLATE)
+    return template.render(**template_context(pins))
+
+
+def write_context(pins: Pins, out_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Path:
+    """Write the Dockerfile and everything it COPYs into `out_dir`; return the Dockerfile path."""
+    text = render_dockerfile(pins, templates_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for sub in ("probe", "scripts"):
+        target = out_dir / sub
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(PACKAGE_DIR / sub, target, ignore=shutil.ignore_patterns("__pycache__"))
+    dockerfile = out_dir / "Dockerfile"
+    tmp = dockerfile.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(dockerfile)
+    return dockerfile
