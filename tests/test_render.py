@@ -67,7 +67,6 @@ def test_rtx5090_is_what_a_vllm_maintainer_expects(doc):
         "vllm-build",
         "flashinfer-jit-cache",
         "builder",
-        "venv",
         "runtime",
     ]
     assert 'TORCH_CUDA_ARCH_LIST="12.0"' in text
@@ -79,14 +78,15 @@ def test_rtx5090_is_what_a_vllm_maintainer_expects(doc):
     assert 'ENTRYPOINT ["vllm", "serve"]' in text
 
 
-def test_runtime_stage_copies_only_the_venv_and_the_probe(doc):
+def test_runtime_stage_copies_only_the_probe_and_mounts_the_rest(doc):
     text = rendered(doc, "rtx5090")
     runtime = text.split(" AS runtime\n", 1)[1]
     assert re.findall(r"^COPY (.*)$", runtime, flags=re.M) == [
-        "--from=venv /opt/venv /opt/venv",
         "--from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe",
     ]
-    assert "ccache" not in runtime and "/root/.cache/pip" not in runtime.split("useradd")[1]
+    assert "--mount=type=bind,from=builder,source=/wheels,target=/wheels" in runtime
+    assert "pip install --no-deps --require-hashes --no-compile -r /lock/deps.txt" in runtime
+    assert "ccache" not in runtime
 
 
 def test_secrets_reach_pip_only_as_secret_mounts(doc):

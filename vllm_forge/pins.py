@@ -26,7 +26,7 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "project": {"default_profile": str, "source_date_epoch": int},
     "cuda": {"version": str},
     "images": {"devel": str, "runtime": str},
-    "python": {"version": str},
+    "python": {"version": str, "platform": str},
     "torch": {"version": str, "torchvision": str, "torchaudio": str, "index_url": str},
     "flashinfer": {
         "version": str,
@@ -152,6 +152,7 @@ class Pins:
     devel: ImageRef
     runtime: ImageRef
     python_version: str
+    python_platform: str  # uv's --python-platform, e.g. x86_64-manylinux_2_39
     torch: TorchPins
     flashinfer: FlashInferPins
     vllm: VllmPins
@@ -321,6 +322,10 @@ def _build(name: str, description: str, d: dict[str, Any]) -> Pins:
         )
     if not re.match(r"^3\.[0-9]+$", d["python"]["version"]):
         raise ConfigError(f"[python].version = {d['python']['version']!r}; write e.g. '3.12'")
+    if not re.match(r"^(x86_64|aarch64)-manylinux_2_[0-9]+$", d["python"]["platform"]):
+        raise ConfigError(
+            f"[python].platform = {d['python']['platform']!r}; write e.g. 'x86_64-manylinux_2_39'"
+        )
     if not re.match(r"^[0-9]+\.[0-9]+$", d["cuda"]["version"]):
         raise ConfigError(f"[cuda].version = {d['cuda']['version']!r}; write e.g. '12.8'")
     base = None
@@ -343,6 +348,7 @@ def _build(name: str, description: str, d: dict[str, Any]) -> Pins:
         devel=devel,
         runtime=runtime,
         python_version=d["python"]["version"],
+        python_platform=d["python"]["platform"],
         torch=TorchPins(
             version=_version(d["torch"]["version"], "[torch].version"),
             torchvision=_version(d["torch"]["torchvision"], "[torch].torchvision"),

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import jinja2
 
+from . import lock
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
+from .lock import LOCK_DIR
 from .pins import Pins
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -35,12 +37,6 @@ def template_context(pins: Pins) -> dict:
     )
     toolchain = [python, f"{python}-venv", f"{python}-dev", "build-essential", "ccache", "make"]
     toolchain += ["ca-certificates"] + (["git"] if needs_git else [])
-    torch_requirements = [
-        f"torch=={pins.torch.version}",
-        f"torchvision=={pins.torch.torchvision}",
-        f"torchaudio=={pins.torch.torchaudio}",
-    ]
-    flashinfer_requirements = [f"{p}=={pins.flashinfer.version}" for p in pins.flashinfer.packages]
     return {
         "profile": pins.profile,
         "description": pins.description,
@@ -49,9 +45,10 @@ def template_context(pins: Pins) -> dict:
         "cuda_version": pins.cuda_version,
         "python": python,
         "toolchain_packages": toolchain,
-        "venv_packages": [python, f"{python}-venv", "ca-certificates"],
         # gcc, libc headers and Python.h: Triton builds its launcher stub at first launch.
-        "runtime_packages": [python, f"{python}-dev", "gcc", "libc6-dev", "ca-certificates"],
+        "runtime_packages": [
+            python, f"{python}-venv", f"{python}-dev", "gcc", "libc6-dev", "ca-certificates",
+        ],  # fmt: skip
         "nvcc_from_index": pins.nvcc == "index",
         "nvcc_package": pins.nvcc_package,
         "nvcc_major": _nvcc_major(pins.nvcc_package),
@@ -60,8 +57,6 @@ def template_context(pins: Pins) -> dict:
         "gencode_flags": " ".join(nvcc_gencode_flags(pins.build.arch_list)),
         "torch_cuda_arch_list": format_arch_list(pins.build.arch_list),
         "compiles_vllm": pins.compiles_vllm,
-        "torch_requirements": torch_requirements,
-        "torch_index_url": pins.torch.index_url,
         "vllm_source": pins.vllm.source,
         "vllm_version": pins.vllm.version,
         "vllm_sdist_sha256": pins.vllm.sdist_sha256,
@@ -71,9 +66,8 @@ def template_context(pins: Pins) -> dict:
         "flashinfer_git_url": pins.flashinfer.git_url,
         "flashinfer_revision": pins.flashinfer.revision,
         "flashinfer_arch_list": format_arch_list(pins.flashinfer.cuda_arch_list, sep=" "),
-        "flashinfer_requirements": flashinfer_requirements,
-        "runtime_requirements": torch_requirements + flashinfer_requirements,
         "labels": sorted(pins.labels().items()),
+        "source_date_epoch": pins.source_date_epoch,
     }
 
 
@@ -98,10 +92,19 @@ def render_dockerfile(pins: Pins, templates_dir: Path = TEMPLATES_DIR) -> str:
     return template.render(**template_context(pins))
 
 
-def write_context(pins: Pins, out_dir: Path, templates_dir: Path = TEMPLATES_DIR) -> Path:
-    """Write the Dockerfile and everything it COPYs into `out_dir`; return the Dockerfile path."""
+def write_context(
+    pins: Pins, out_dir: Path, templates_dir: Path = TEMPLATES_DIR, lock_dir: Path = LOCK_DIR
+) -> Path:
+    """Write the Dockerfile and everything it COPYs into `out_dir`; return the Dockerfile path.
+
+    Refuses (ConfigError) when the profile's lock is missing or stale.
+    """
     text = render_dockerfile(pins, templates_dir)
+    parts = lock.split(lock.read_fresh_lock(pins, lock_dir), drop_vllm=pins.compiles_vllm)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "lock").mkdir(exist_ok=True)
+    (out_dir / "lock" / "deps.txt").write_text(parts.deps)
+    (out_dir / "lock" / "vllm.txt").write_text(parts.vllm)
     for sub in ("probe", "scripts"):
         target = out_dir / sub
         if target.exists():

@@ -6,13 +6,16 @@
 ###############################################################################################
 FROM localhost/vllm-forge/debian:bookworm AS toolchain
 ARG DEBIAN_FRONTEND=noninteractive
+ARG SOURCE_DATE_EPOCH=1764201600
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
-        python3.11 python3.11-venv python3.11-dev build-essential ccache make ca-certificates
+        python3.11 python3.11-venv python3.11-dev build-essential ccache make ca-certificates \
+    && rm -rf /var/log/apt /var/log/dpkg.log /var/log/alternatives.log \
+        /var/cache/ldconfig/aux-cache /var/lib/dpkg/*-old /var/cache/debconf/*-old
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -49,10 +52,11 @@ RUN --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
 # vllm-build: the package index's prebuilt vLLM wheel (it carries sm_120 kernels), in /wheels
 ###############################################################################################
 FROM toolchain AS vllm-build
+COPY lock/vllm.txt /lock/vllm.txt
 RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
-    pip download --no-deps --dest /wheels "vllm==0.19.1"
+    pip download --no-deps --require-hashes --dest /wheels -r /lock/vllm.txt
 
 ###############################################################################################
 # builder: every compiled artifact in one image (`nox -s build`)
@@ -79,46 +83,38 @@ LABEL io.github.vllm-forge.base.devel="localhost/vllm-forge/debian:bookworm" \
       org.opencontainers.image.version="0.19.1"
 
 ###############################################################################################
-# venv: the serving environment, installed on the runtime base so its interpreter paths match
-###############################################################################################
-FROM localhost/vllm-forge/debian:bookworm AS venv
-ARG DEBIAN_FRONTEND=noninteractive
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi,target=/var/lib/apt/lists,sharing=locked \
-    rm -f /etc/apt/apt.conf.d/docker-clean \
-    && apt-get update \
-    && apt-get install -y --no-install-recommends \
-        python3.11 python3.11-venv ca-certificates
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python3.11 -m venv /opt/venv
-COPY --from=builder /wheels/ /wheels/
-RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
-    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
-    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
-    /opt/venv/bin/pip install --no-compile \
-        /wheels/*.whl \
-        torch==2.10.0 torchvision==0.25.0 torchaudio==2.10.0 flashinfer-python==0.6.6 flashinfer-cubin==0.6.6 \
-    && /opt/venv/bin/pip uninstall -y -q pip \
-    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \
-    && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
-
-###############################################################################################
-# runtime: the slim serving image. Only the venv and the probe are copied in; no compiler caches,
-# pip caches, build trees or CUDA toolkit. gcc and Python's headers stay: Triton compiles its
+# runtime: the slim serving image. The venv is installed in one layer from the hash-locked
+# requirements and the builder's wheels (bind-mounted, never copied in). No compiler caches,
+# pip caches, build trees or CUDA toolkit; gcc and Python's headers stay: Triton compiles its
 # small launcher stub with them at the first kernel launch.
 ###############################################################################################
 FROM localhost/vllm-forge/debian:bookworm AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
+ARG SOURCE_DATE_EPOCH=1764201600
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
-        python3.11 python3.11-dev gcc libc6-dev ca-certificates \
+        python3.11 python3.11-venv python3.11-dev gcc libc6-dev ca-certificates \
+    && rm -rf /var/log/apt /var/log/dpkg.log /var/log/alternatives.log \
+        /var/cache/ldconfig/aux-cache /var/lib/dpkg/*-old /var/cache/debconf/*-old \
     && useradd --create-home --uid 1000 --user-group vllm
-COPY --from=venv /opt/venv /opt/venv
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
+    --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    --mount=type=bind,source=lock,target=/lock \
+    python3.11 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-deps --require-hashes --no-compile -r /lock/deps.txt \
+    && /opt/venv/bin/pip install --no-deps --no-compile /wheels/*.whl \
+    && /opt/venv/bin/pip check \
+    && /opt/venv/bin/pip uninstall -y -q pip \
+    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \
+    && /opt/venv/bin/python -W ignore -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+        /opt/venv/lib
 COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \

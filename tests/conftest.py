@@ -1,0 +1,44 @@
+"""Shared fixtures: the real engines, and an honest account of what a run did not check."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vllm_forge import engines
+
+ROOT = Path(__file__).resolve().parents[1]
+_NOT_CHECKED: dict[str, str] = {}
+
+
+def engine_or_skip(name: str) -> engines.Engine:
+    """The named engine if it is usable here; else skip, and remember why for the summary."""
+    try:
+        return engines.detect(name)
+    except Exception as exc:  # EngineError: not installed, daemon down, no BuildKit
+        reason = f"{name} not usable: {exc}"
+        _NOT_CHECKED[f"engine:{name}"] = reason
+        pytest.skip(reason)
+
+
+def gpu_visible() -> bool:
+    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped and gpu_visible():
+        return
+    terminalreporter.section("vllm-forge: what this run did NOT check")
+    if not gpu_visible():
+        terminalreporter.write_line(
+            "no GPU here: GPU checks (probe launch, torch on the GPU, generation) did not run"
+        )
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reasons[reason.removeprefix("Skipped: ")] = reasons.get(reason, 0) + 1
+    for reason, count in sorted(reasons.items()):
+        terminalreporter.write_line(f"{count:3d} skipped: {reason}")
