@@ -50,15 +50,47 @@ def slim(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def verify(session: nox.Session) -> None:
+    """Check a built image against versions.toml: pins, sm_120 coverage, hygiene, labels, size, GPU."""
+    session.install("-q", "-e", ".[test]")
+    session.run("python", "-m", "vllm_forge.verify", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def repro(session: nox.Session) -> None:
+    """Build a profile twice from empty layer caches; compare image IDs and layers (--target)."""
+    _forge(session, "repro")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Measure: probe rebuild with ccache (hit rate), builder/slim build time and size, render."""
+    _forge(session, "bench")
+
+
+@nox.session(python=False)
+def clean(session: nox.Session) -> None:
+    """Remove every localhost/vllm-forge* image and bound the engines' build caches (12 GB)."""
+    session.run("python3", "-m", "vllm_forge.cli", "clean", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def jobs(session: nox.Session) -> None:
     """Show the resolved pins and the MAX_JOBS this machine gets."""
     _forge(session, "jobs")
 
 
 @nox.session(python=PYTHON)
+def lock(session: nox.Session) -> None:
+    """Re-lock profiles whose hash-pinned lock is stale (uv; --all, --upgrade)."""
+    session.install("-q", "-e", ".", "uv")
+    session.run("python", "-m", "vllm_forge.cli", "lock", "--all", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def bump(session: nox.Session) -> None:
-    """Move the pins forward: base image digests and tags, vLLM/torch/FlashInfer (--dry-run, --check)."""
-    session.install("-q", "-e", ".")
+    """Move the pins forward (base digests, vLLM/torch/FlashInfer), then re-lock (--dry-run, --check)."""
+    session.install("-q", "-e", ".", "uv")
     session.run("python", "-m", "vllm_forge.bump", *session.posargs)
 
 
@@ -73,5 +105,5 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Unit tests, then real engine builds of the debian-pypi profile on docker and podman."""
-    session.install("-q", "-e", ".[test]")
+    session.install("-q", "-e", ".[test]", "uv")
     session.run("pytest", "-rs", "--durations=15", *session.posargs)

@@ -17,6 +17,7 @@ from .buildsecrets import build_secrets
 from .engines import BuildRequest, Engine
 from .errors import BuildError
 from .jobs import JobPlan
+from .manifest import build_manifest
 from .pins import Pins
 from .render import write_context
 
@@ -47,6 +48,10 @@ class Paths:
     @property
     def base_work(self) -> Path:
         return self.build / "base"
+
+    @property
+    def pins_file(self) -> Path:
+        return self.root / "versions.toml"
 
 
 def default_tag(profile: str, target: str) -> str:
@@ -112,6 +117,7 @@ class BuildSummary:
     ccache: dict[str, CcacheStats] = field(default_factory=dict)
     log: str = ""
     replay: str = ""
+    report: str = ""
 
     def describe(self) -> str:
         lines = [
@@ -194,6 +200,7 @@ def build_image(
     no_cache: bool = False,
     ca_bundle: str | None = None,
     extra_build_args: dict[str, str] | None = None,
+    extra_secrets: dict[str, Path] | None = None,
     echo=print,
 ) -> BuildSummary:
     ensure_bases(engine, pins, paths.base_work, log=echo)
@@ -213,7 +220,8 @@ def build_image(
     echo(f"vllm-forge: {pins.profile} -> {target} as {tag} with {engine.name} ({engine.mode})")
     echo(f"vllm-forge: MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
     start = time.monotonic()
-    with build_secrets(ca_bundle) as secrets:
+    with build_secrets(ca_bundle) as own_secrets:
+        secrets = {**own_secrets, **(extra_secrets or {})}
         request = BuildRequest(
             context=context,
             dockerfile=dockerfile,
@@ -246,9 +254,21 @@ def build_image(
         ccache=parse_ccache(ccache_lines),
         log=str(log_path),
         replay=str(script_path),
+        report=str(paths.reports / f"{slug(tag)}.json"),
     )
-    report = paths.reports / f"{name}.json"
-    report.write_text(json.dumps(asdict(summary), indent=2, default=str) + "\n")
+    record = build_manifest(
+        engine=engine,
+        pins=pins,
+        pins_file=paths.pins_file,
+        context=context,
+        target=target,
+        tag=tag,
+        build_args=build_args,
+        base_dir=paths.base_work,
+    )
+    record["build"] = asdict(summary)
+    report = paths.reports / f"{slug(tag)}.json"
+    report.write_text(json.dumps(record, indent=2, default=str) + "\n")
     echo("vllm-forge: build summary\n" + summary.describe())
     sys.stdout.flush()
     return summary

@@ -23,6 +23,7 @@ import requests
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
+from . import lock
 from .cudatags import choose_tag, decide
 from .errors import ConfigError, ForgeError, OutdatedError
 from .pyindex import SimpleIndex, index_url_from_pip
@@ -360,7 +361,26 @@ def run(options: Options, **clients: Any) -> int:
     if new_text != text:
         write_atomic(options.file, new_text)
         print(f"wrote {options.file}")
+        relock(options.file)
     return 0
+
+
+def relock(path: Path) -> None:
+    """The locks follow the pins: re-resolve every profile whose lock went stale.
+
+    Only for the project's own versions.toml: the locks in the package belong to it.
+    """
+    if path.resolve() != lock.LOCK_DIR.parents[1] / "versions.toml":
+        print(f"bump: {path} is not the project's versions.toml; locks left alone")
+        return
+    try:
+        lock.refresh(path, path.resolve().parent / "build" / "lock")
+    except ForgeError as error:
+        print(
+            f"bump: {path} is updated but the locks are not ({error.message}); "
+            "run `nox -s lock` before building",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str]) -> int:

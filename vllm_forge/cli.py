@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import base, build, engines, hostsetup, jobs, pins, render
+from . import base, bench, build, clean, engines, hostsetup, jobs, lock, pins, render, repro
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
 from .errors import ConfigError, ForgeError
 
@@ -25,6 +25,7 @@ class Options:
     tag: str | None
     no_cache: bool
     ca_bundle: str | None
+    secrets: dict[str, Path]
     jobs: jobs.JobPlan
 
     @property
@@ -46,6 +47,13 @@ def parser() -> argparse.ArgumentParser:
         "--no-cache", action="store_true", help="ignore the layer cache (ccache stays)"
     )
     common.add_argument("--ca-bundle", help="CA bundle for downloads in the build (a build secret)")
+    common.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="ID=FILE",
+        help="an extra build secret (e.g. hf-token=~/.hf-token); never stored in a layer",
+    )
     top = argparse.ArgumentParser(prog="vllm-forge")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser(
@@ -57,6 +65,16 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("slim", parents=[common], help="build the slim runtime image")
     sub.add_parser("jobs", parents=[common], help="show the MAX_JOBS this machine gets")
+    lock_cmd = sub.add_parser("lock", parents=[common], help="re-lock stale profiles (uv)")
+    lock_cmd.add_argument("--all", action="store_true", help="every profile, not just --profile")
+    lock_cmd.add_argument("--upgrade", action="store_true", help="re-resolve even if current")
+    repro_cmd = sub.add_parser("repro", parents=[common], help="build twice, compare the bytes")
+    repro_cmd.add_argument("--target", default="runtime", help="stage to build (default: runtime)")
+    sub.add_parser("bench", parents=[common], help="measure rebuild speed, ccache and sizes")
+    clean_cmd = sub.add_parser("clean", help="remove project images; bound build caches")
+    clean_cmd.add_argument("--engine", choices=engines.ENGINE_NAMES, action="append")
+    clean_cmd.add_argument("--keep-cache-gb", type=float, default=12.0)
+    clean_cmd.add_argument("--keep-images", action="store_true")
     sub.add_parser("setup", help="install engines from Debian and start dockerd (root)")
     return top
 
@@ -85,8 +103,23 @@ def options(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
         tag=args.tag,
         no_cache=args.no_cache,
         ca_bundle=args.ca_bundle,
+        secrets=parse_secrets(args.secret),
         jobs=plan,
     )
+
+
+def parse_secrets(values: list[str]) -> dict[str, Path]:
+    secrets = {}
+    for value in values:
+        sid, sep, path = value.partition("=")
+        if not sep or not sid or not path:
+            raise ConfigError(f"--secret {value!r}: write it as ID=FILE, e.g. hf-token=./token")
+        if sid in ("pip-ca", "pip-conf"):
+            raise ConfigError(f"--secret {sid}: that id is the build's own; use --ca-bundle")
+        if not Path(path).expanduser().is_file():
+            raise ConfigError(f"--secret {sid}: {path} is not a file")
+        secrets[sid] = Path(path).expanduser().resolve()
+    return secrets
 
 
 def summary(opts: Options) -> str:
@@ -123,9 +156,26 @@ def run(args: argparse.Namespace) -> int:
         hostsetup.install()
         hostsetup.start_dockerd(Path("build/logs"))
         return 0
+    if args.command == "clean":
+        for name in args.engine or engines.ENGINE_NAMES:
+            try:
+                engine = engines.detect(name)
+            except ForgeError as exc:
+                print(f"clean: {name}: skipped ({exc})")
+                continue
+            clean.clean(engine, keep_cache_gb=args.keep_cache_gb, keep_images=args.keep_images)
+        return 0
     opts = options(args)
     print(summary(opts), flush=True)
     if args.command == "jobs":
+        return 0
+    if args.command == "lock":
+        lock.refresh(
+            Path(args.pins),
+            opts.paths.build / "lock",
+            profiles=None if args.all else [opts.pins.profile],
+            upgrade=args.upgrade,
+        )
         return 0
     if args.command == "render":
         dockerfile = render.write_context(opts.pins, opts.paths.context(opts.pins.profile))
@@ -142,6 +192,12 @@ def run(args: argparse.Namespace) -> int:
             f"made {result.image} with {engine.name} in {result.seconds:.0f}s; tar sha256 {result.sha256}"
         )
         return 0
+    if args.command == "bench":
+        bench.run_bench(engine, opts.pins, paths=opts.paths, jobs=opts.jobs)
+        return 0
+    if args.command == "repro":
+        repro.run_repro(engine, opts.pins, target=args.target, paths=opts.paths, jobs=opts.jobs)
+        return 0
     target = TARGETS[args.command]
     build.build_image(
         engine,
@@ -152,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         paths=opts.paths,
         no_cache=opts.no_cache,
         ca_bundle=opts.ca_bundle,
+        extra_secrets=opts.secrets,
     )
     return 0
 

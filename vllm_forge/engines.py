@@ -42,11 +42,26 @@ class Engine:
     version: str
     env: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def fixes_timestamps(self) -> bool:
+        """Whether a build can stamp SOURCE_DATE_EPOCH on layers and config (reproducible IDs).
+
+        podman/buildah: `--timestamp`. Docker: BuildKit honours SOURCE_DATE_EPOCH from v0.11
+        (Docker Engine 23); the classic client on Engine 20.10 predates it.
+        """
+        if self.mode == "podman":
+            return True
+        return _docker_major(self.version) >= 23 and self.mode == "buildx"
+
     # ---- argument lists (pure) -------------------------------------------------------------
 
     def build_argv(self, req: BuildRequest) -> list[str]:
         if self.mode == "buildx":
-            argv = [self.client, "buildx", "build", "--load", "--progress=plain"]
+            argv = [self.client, "buildx", "build", "--progress=plain"]
+            if req.timestamp is not None and self.fixes_timestamps:
+                argv += ["--output", "type=docker,rewrite-timestamp=true"]
+            else:
+                argv.append("--load")
         elif self.mode == "buildkit-classic":
             argv = [self.client, "build", "--progress=plain"]
         else:
@@ -56,7 +71,10 @@ class Engine:
         argv += ["--file", str(req.dockerfile), "--target", req.target, "--tag", req.tag]
         if req.no_cache:
             argv.append("--no-cache")
-        for key, value in sorted(req.build_args.items()):
+        build_args = dict(req.build_args)
+        if req.timestamp is not None:
+            build_args.setdefault("SOURCE_DATE_EPOCH", str(req.timestamp))
+        for key, value in sorted(build_args.items()):
             argv += ["--build-arg", f"{key}={value}"]
         for sid, path in sorted(req.secrets.items()):
             argv += ["--secret", f"id={sid},src={path}"]

@@ -145,3 +145,29 @@ def write_lock(pins: Pins, text: str, lock_dir: Path = LOCK_DIR) -> Path:
     tmp.write_text(text)
     tmp.replace(path)
     return path
+
+
+def refresh(
+    pins_path: Path,
+    work_dir: Path,
+    *,
+    profiles: list[str] | None = None,
+    upgrade: bool = False,
+    lock_dir: Path = LOCK_DIR,
+    log=print,
+) -> list[Path]:
+    """Re-lock every profile whose lock is missing or stale (all of them with `upgrade`)."""
+    from . import pins as pins_module
+
+    doc = pins_module.read_document(pins_path)
+    written = []
+    for name in profiles or pins_module.profile_names(doc):
+        resolved = pins_module.resolve(doc, name)
+        path = lock_path(name, lock_dir)
+        current = path.is_file() and lock_digest(path.read_text()) == inputs_digest(resolved)
+        if current and not upgrade:
+            log(f"lock: {path.name} is current")
+            continue
+        written.append(write_lock(resolved, make_lock(resolved, work_dir), lock_dir))
+        log(f"lock: wrote {path}")
+    return written

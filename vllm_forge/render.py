@@ -47,7 +47,12 @@ def template_context(pins: Pins) -> dict:
         "toolchain_packages": toolchain,
         # gcc, libc headers and Python.h: Triton builds its launcher stub at first launch.
         "runtime_packages": [
-            python, f"{python}-venv", f"{python}-dev", "gcc", "libc6-dev", "ca-certificates",
+            python,
+            f"{python}-venv",
+            f"{python}-dev",
+            "gcc",
+            "libc6-dev",
+            "ca-certificates",
         ],  # fmt: skip
         "nvcc_from_index": pins.nvcc == "index",
         "nvcc_package": pins.nvcc_package,

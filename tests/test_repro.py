@@ -1,0 +1,123 @@
+"""Reproducibility: the comparison logic, and podman building the same bytes twice."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, engine_or_skip
+
+from vllm_forge import build, jobs, manifest, pins, repro
+
+
+def layer_tar(files: dict[str, tuple[bytes, int]]) -> tarfile.TarFile:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, (data, mtime) in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), mtime
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return tarfile.open(fileobj=buffer)
+
+
+def test_listing_diff_names_each_file_and_what_differs():
+    a = repro.tar_listing(
+        layer_tar({"etc/shadow": (b"x:1", 0), "same": (b"s", 0), "gone": (b"", 0)})
+    )
+    b = repro.tar_listing(
+        layer_tar({"etc/shadow": (b"x:2", 0), "same": (b"s", 0), "log": (b"", 5)})
+    )
+    assert repro.listing_diff(a, b) == [
+        "etc/shadow: content differ",
+        "gone: only in build A",
+        "log: only in build B",
+    ]
+
+
+def test_listing_diff_sees_a_timestamp_alone():
+    a = repro.tar_listing(layer_tar({"f": (b"same", 0)}))
+    b = repro.tar_listing(layer_tar({"f": (b"same", 1764201600)}))
+    assert repro.listing_diff(a, b) == ["f: mtime differ"]
+
+
+def test_manifest_diff_names_the_changed_input():
+    a = {
+        "inputs": {"source_date_epoch": 1, "bases": {"devel": {"digest": "x"}}},
+        "image": {"id": "i"},
+    }
+    b = {
+        "inputs": {"source_date_epoch": 2, "bases": {"devel": {"digest": "x"}}},
+        "image": {"id": "j"},
+    }
+    assert manifest.diff(a, b) == ["image.id", "inputs.source_date_epoch"]
+
+
+def test_tree_digest_changes_with_content_and_mode(tmp_path):
+    (tmp_path / "a").write_text("1")
+    first = manifest.tree_digest(tmp_path)
+    (tmp_path / "a").chmod(0o755)
+    second = manifest.tree_digest(tmp_path)
+    (tmp_path / "a").write_text("2")
+    assert len({first, second, manifest.tree_digest(tmp_path)}) == 3
+
+
+def test_docker_classic_is_reported_as_not_promising_reproducible_ids():
+    from vllm_forge.engines import Engine
+
+    classic = Engine(name="docker", client="docker", mode="buildkit-classic", version="20.10.24")
+    buildx = Engine(name="docker", client="docker", mode="buildx", version="27.3.1")
+    podman = Engine(name="podman", client="podman", mode="podman", version="4.3.1")
+    assert not classic.fixes_timestamps and "cannot stamp SOURCE_DATE_EPOCH" in repro.promise(
+        classic
+    )
+    assert buildx.fixes_timestamps and podman.fixes_timestamps
+    argv = buildx.build_argv(
+        build.BuildRequest(
+            context=Path("."), dockerfile=Path("D"), tag="t", target="x", timestamp=5
+        )
+    )
+    assert "type=docker,rewrite-timestamp=true" in argv and "SOURCE_DATE_EPOCH=5" in argv
+    assert "--timestamp" in podman.build_argv(
+        build.BuildRequest(
+            context=Path("."), dockerfile=Path("D"), tag="t", target="x", timestamp=5
+        )
+    )
+
+
+@pytest.mark.engine
+def test_podman_same_inputs_same_id_and_a_changed_epoch_changes_both(tmp_path):
+    """The toolchain + probe stages, built from empty layer caches: byte-identical, until the
+    epoch moves; then the image ID and the manifest both change, and the manifest says why."""
+    engine = engine_or_skip("podman")
+    doc = pins.read_document(ROOT / "versions.toml")
+    plan = jobs.plan(cores=2, memory=8 * jobs.GIB, nvcc_threads=1, gencode_targets=1)
+    paths = build.Paths(root=ROOT)
+    epochs = {"a": None, "b": None, "c": 1767225600}
+    records = {}
+    try:
+        for name, epoch in epochs.items():
+            overrides = {"project": {"source_date_epoch": epoch}} if epoch else None
+            resolved = pins.resolve(doc, "debian-pypi", overrides)
+            tag = f"localhost/vllm-forge-test:repro-{name}"
+            summary = build.build_image(
+                engine,
+                resolved,
+                target="kernel-probe",
+                tag=tag,
+                jobs=plan,
+                paths=paths,
+                no_cache=True,
+            )
+            records[name] = json.loads(Path(summary.report).read_text())
+    finally:
+        for name in epochs:
+            engine.remove_image(f"localhost/vllm-forge-test:repro-{name}")
+    assert records["a"]["image"]["id"] == records["b"]["image"]["id"]
+    assert records["a"]["image"]["layers"] == records["b"]["image"]["layers"]
+    assert records["a"]["image"]["id"] != records["c"]["image"]["id"]
+    changed = manifest.diff(records["a"]["inputs"], records["c"]["inputs"])
+    assert "source_date_epoch" in changed
