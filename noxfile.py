@@ -68,10 +68,11 @@ def bench(session: nox.Session) -> None:
     _forge(session, "bench")
 
 
-@nox.session(python=False)
+@nox.session(python=PYTHON)
 def clean(session: nox.Session) -> None:
     """Remove every localhost/vllm-forge* image and bound the engines' build caches (12 GB)."""
-    session.run("python3", "-m", "vllm_forge.cli", "clean", *session.posargs)
+    session.install("-q", "-e", ".")
+    session.run("python", "-m", "vllm_forge.cli", "clean", *session.posargs)
 
 
 @nox.session(python=PYTHON)
