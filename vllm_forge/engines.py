@@ -65,7 +65,8 @@ class Engine:
         elif self.mode == "buildkit-classic":
             argv = [self.client, "build", "--progress=plain"]
         else:
-            argv = [self.client, "build", "--layers"]
+            # docker format: OCI images ignore SHELL (and with it `-o pipefail`).
+            argv = [self.client, "build", "--layers", "--format", "docker"]
             if req.timestamp is not None:
                 argv += ["--timestamp", str(req.timestamp)]
         argv += ["--file", str(req.dockerfile), "--target", req.target, "--tag", req.tag]
