@@ -7,10 +7,10 @@ every layer tar of `engine save`, never the container's merged view.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import re
-import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
@@ -80,17 +80,93 @@ def text_needle(name: str, content: bytes) -> Needle:
 
 
 def scan_stream(stream: IO[bytes], needles: Iterable[Needle], layer: str) -> Iterator[Hit]:
-    """Search one stream of files (a layer tar, any compression) for the needles."""
+    """Search one layer tar (plain or gzip) for the needles, file by file."""
     needles = list(needles)
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            handle = tar.extractfile(member)
-            if handle is None:
-                continue
-            for name in _search(handle, needles):
-                yield Hit(name, layer, member.name)
+    head = stream.read(2)
+    stream = _Prefixed(head, stream)
+    if head == b"\x1f\x8b":
+        stream = gzip.GzipFile(fileobj=stream)
+    for name, kind, body in iter_tar(stream):
+        if kind in (b"0", b"\0", b"7"):
+            for found in _search(body, needles):
+                yield Hit(found, layer, name)
+
+
+def iter_tar(stream: IO[bytes]) -> Iterator[tuple[str, bytes, IO[bytes]]]:
+    """(path, type flag, body) of each member of a tar stream, read strictly in order.
+
+    tarfile's stream mode copies its whole buffer for every 512-byte header (slow on GBs); this
+    reads headers and bodies straight from the stream. GNU long names and pax paths are honoured.
+    """
+    long_name: str | None = None
+    while True:
+        header = _read_exact(stream, 512)
+        if len(header) < 512 or header == bytes(512):
+            return
+        size = _size(header[124:136])
+        kind = header[156:157]
+        body = _Bounded(stream, size)
+        if kind == b"L":  # GNU long name: the next member's path
+            long_name = body.read().rstrip(b"\0").decode(errors="replace")
+        elif kind in (b"x", b"g"):  # pax header: take its path= record
+            records = body.read().decode(errors="replace")
+            paths = [r.split("path=", 1)[1] for r in records.splitlines() if " path=" in r]
+            long_name = paths[-1] if paths and kind == b"x" else long_name
+        else:
+            prefix = header[345:500].rstrip(b"\0").decode(errors="replace")
+            name = header[:100].rstrip(b"\0").decode(errors="replace")
+            path = long_name or (f"{prefix}/{name}" if prefix else name)
+            long_name = None
+            yield path, kind, body
+        body.drain()
+        _read_exact(stream, -size % 512)
+
+
+def _size(field: bytes) -> int:
+    if field[0] & 0x80:  # base-256, for members of 8 GiB and more
+        return int.from_bytes(field[1:], "big")
+    text = field.rstrip(b"\0 ").strip()
+    return int(text, 8) if text else 0
+
+
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
+    parts = []
+    while n > 0:
+        data = stream.read(min(n, _CHUNK))
+        if not data:
+            break
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
+
+
+class _Bounded(io.RawIOBase):
+    """The next `size` bytes of a stream."""
+
+    def __init__(self, stream: IO[bytes], size: int) -> None:
+        self._stream = stream
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            data = _read_exact(self._stream, self._left)
+            self._left -= len(data)
+            return data
+        data = self._stream.read(min(size, self._left)) if self._left else b""
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        while self._left and self.read(_CHUNK):
+            pass
 
 
 def _search(handle: IO[bytes], needles: list[Needle]) -> set[str]:
@@ -115,20 +191,16 @@ def scan_image_archive(archive: IO[bytes], needles: Iterable[Needle]) -> tuple[l
     needles = list(needles)
     hits: list[Hit] = []
     layers = 0
-    with tarfile.open(fileobj=archive, mode="r|*") as outer:
-        for member in outer:
-            if not member.isfile() or member.name.endswith((".json", "repositories")):
-                continue
-            handle = outer.extractfile(member)
-            if handle is None:
-                continue
-            head = handle.read(512)
-            rest = _Prefixed(head, handle)
-            if _is_layer(head):
-                layers += 1
-                hits.extend(scan_stream(rest, needles, member.name))
-            else:  # a blob that is not a tar (config): search it as bytes
-                hits.extend(Hit(n, "(image metadata)", member.name) for n in _search(rest, needles))
+    for name, kind, body in iter_tar(archive):
+        if kind not in (b"0", b"\0"):
+            continue
+        head = _read_exact(body, 512)
+        rest = _Prefixed(head, body)
+        if _is_layer(head):
+            layers += 1
+            hits.extend(scan_stream(rest, needles, name))
+        else:  # the manifest, the image config: search them as bytes too
+            hits.extend(Hit(n, "(image metadata)", name) for n in _search(rest, needles))
     return hits, layers
 
 
