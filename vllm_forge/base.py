@@ -46,42 +46,46 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def make_base(
-    engine: Engine, pins: Pins, work_dir: Path, *, mirror: str | None = None, log=print
-) -> BaseResult:
-    """Bootstrap the profile's Debian base and import it into `engine`."""
-    spec = pins.base
-    if spec is None:
-        raise BaseImageError(f"profile {pins.profile} pulls its bases; it makes none here")
+def bootstrap(spec: BaseSpec, tarball: Path, *, epoch: int, log=print) -> str:
+    """mmdebstrap the suite into `tarball` with a fixed epoch; return the tar's sha256.
+
+    Same suite, package set, epoch and mirror -> the same tarball, byte for byte.
+    """
     if shutil.which("mmdebstrap") is None:
         raise BaseImageError(
             "mmdebstrap is not installed: apt-get install mmdebstrap (or `nox -s setup`)"
         )
-    work_dir.mkdir(parents=True, exist_ok=True)
-    tarball = work_dir / f"debian-{spec.suite}.tar"
-    start = time.monotonic()
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(pins.source_date_epoch)}
-    argv = mmdebstrap_argv(spec, tarball, mirror)
-    log(f"$ {' '.join(argv)}")
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+    argv = mmdebstrap_argv(spec, tarball, spec.mirror or None)
+    log(f"$ SOURCE_DATE_EPOCH={epoch} {' '.join(argv)}")
     result = subprocess.run(argv, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise BaseImageError(f"mmdebstrap {spec.suite} failed: {tail}")
+    return sha256_file(tarball)
+
+
+def make_base(engine: Engine, pins: Pins, work_dir: Path, *, log=print) -> BaseResult:
+    """Bootstrap the profile's Debian base and import it into `engine`; record its hash."""
+    spec = pins.base
+    if spec is None:
+        raise BaseImageError(f"profile {pins.profile} pulls its bases; it makes none here")
+    tarball = work_dir / f"debian-{spec.suite}.tar"
+    start = time.monotonic()
+    digest = bootstrap(spec, tarball, epoch=pins.source_date_epoch, log=log)
     engine.import_tar(tarball, spec.image)
-    digest = sha256_file(tarball)
-    (work_dir / f"debian-{spec.suite}.json").write_text(
-        json.dumps(
-            {
-                "image": spec.image,
-                "suite": spec.suite,
-                "tar_sha256": digest,
-                "source_date_epoch": pins.source_date_epoch,
-                "mirror": mirror or "mmdebstrap default",
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    record = {
+        "image": spec.image,
+        "image_id": engine.image_id(spec.image),
+        "engine": engine.name,
+        "suite": spec.suite,
+        "tar_sha256": digest,
+        "source_date_epoch": pins.source_date_epoch,
+        "mirror": spec.mirror or "mmdebstrap's default",
+    }
+    (work_dir / f"debian-{spec.suite}.json").write_text(json.dumps(record, indent=2) + "\n")
+    tarball.unlink()
     return BaseResult(
         image=spec.image, tarball=tarball, sha256=digest, seconds=time.monotonic() - start
     )

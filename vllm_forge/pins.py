@@ -45,7 +45,7 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "ccache_max_size": str,
     },
     "budget": {"slim_max_gb": (int, float)},
-    "base": {"suite": str, "image": str},
+    "base": {"suite": str, "image": str, "mirror": str},
 }
 OPTIONAL_TABLES = {"base"}  # only profiles that make their own base image have it
 PROFILE_ONLY_KEYS = {"description"}
@@ -141,6 +141,7 @@ class BuildKnobs:
 class BaseSpec:
     suite: str
     image: str
+    mirror: str = ""  # "" = mmdebstrap's default
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -330,7 +331,9 @@ def _build(name: str, description: str, d: dict[str, Any]) -> Pins:
         raise ConfigError(f"[cuda].version = {d['cuda']['version']!r}; write e.g. '12.8'")
     base = None
     if "base" in d:
-        base = BaseSpec(suite=d["base"]["suite"], image=d["base"]["image"])
+        base = BaseSpec(
+            suite=d["base"]["suite"], image=d["base"]["image"], mirror=d["base"].get("mirror", "")
+        )
         ImageRef.parse(base.image, "[base].image")
     devel = ImageRef.parse(d["images"]["devel"], "[images].devel")
     runtime = ImageRef.parse(d["images"]["runtime"], "[images].runtime")

@@ -8,8 +8,8 @@ FROM localhost/vllm-forge/debian:bookworm AS toolchain
 ARG DEBIAN_FRONTEND=noninteractive
 ARG SOURCE_DATE_EPOCH=1764201600
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi,target=/var/lib/apt/lists,sharing=locked \
+RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi-toolchain,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi-toolchain,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
@@ -92,8 +92,8 @@ FROM localhost/vllm-forge/debian:bookworm AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
 ARG SOURCE_DATE_EPOCH=1764201600
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi,target=/var/lib/apt/lists,sharing=locked \
+RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi-runtime,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi-runtime,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update \
     && apt-get install -y --no-install-recommends \

@@ -8,8 +8,8 @@ FROM nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:4b9ed5fa8361736996499f64ecebf25
 ARG DEBIAN_FRONTEND=noninteractive
 ARG SOURCE_DATE_EPOCH=1764201600
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN --mount=type=cache,id=vllm-forge-apt-rtx5090,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=vllm-forge-apt-lists-rtx5090,target=/var/lib/apt/lists,sharing=locked \
+RUN --mount=type=cache,id=vllm-forge-apt-rtx5090-toolchain,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=vllm-forge-apt-lists-rtx5090-toolchain,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
@@ -143,8 +143,8 @@ FROM nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a04
 ARG DEBIAN_FRONTEND=noninteractive
 ARG SOURCE_DATE_EPOCH=1764201600
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN --mount=type=cache,id=vllm-forge-apt-rtx5090,target=/var/cache/apt,sharing=locked \
-    --mount=type=cache,id=vllm-forge-apt-lists-rtx5090,target=/var/lib/apt/lists,sharing=locked \
+RUN --mount=type=cache,id=vllm-forge-apt-rtx5090-runtime,target=/var/cache/apt,sharing=locked \
+    --mount=type=cache,id=vllm-forge-apt-lists-rtx5090-runtime,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
