@@ -217,9 +217,14 @@ def plan_images(
 def plan_packages(
     doc: dict[str, Any], profile: str, index: SimpleIndex
 ) -> tuple[list[Change], list[str], Solution]:
+    platform = str(effective(doc, profile, "python", "platform", "x86_64-manylinux_2_39"))
+    machine, _, glibc = platform.partition("-manylinux_")
+    major, _, minor = glibc.partition("_")
     target = Target(
         python=str(effective(doc, profile, "python", "version")),
         cuda=str(effective(doc, profile, "cuda", "version")),
+        machine=machine,
+        glibc=(int(major), int(minor)),
     )
     need_sdist = effective(doc, profile, "vllm", "source") == "sdist"
     current_vllm = str(effective(doc, profile, "vllm", "version")) or None

@@ -1,5 +1,7 @@
 """`nox -s clean`: remove what builds and tests created, and bound the engines' build caches.
 
+Run it when no build is running: it also removes podman's build working containers.
+
 Images: everything tagged localhost/vllm-forge* (the project's own names) and dangling layers.
 Build caches (pip downloads, ccache, apt lists) are kept up to a cap so rebuilds stay fast but
 storage cannot grow without bound across runs.
@@ -33,6 +35,9 @@ def clean(engine: Engine, *, keep_cache_gb: float, keep_images: bool = False, lo
         for ref in project_images(engine):
             engine.remove_image(ref)
             log(f"clean: {engine.name}: removed {ref}")
+    if engine.name == "podman":
+        # Working containers left by interrupted builds hold whole layers (GBs each).
+        engine.run([engine.client, "rm", "--all", "--force", "--external"], check=False)
     engine.run([engine.client, "image", "prune", "-f"], check=False)
     cap = int(keep_cache_gb * 1e9)
     if engine.name == "docker":
