@@ -70,7 +70,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def clean(session: nox.Session) -> None:
-    """Remove every localhost/vllm-forge* image and bound the engines' build caches (12 GB)."""
+    """Remove every localhost/vllm-forge* image and bound the engines' build caches (8 GB)."""
     session.install("-q", "-e", ".")
     session.run("python", "-m", "vllm_forge.cli", "clean", *session.posargs)
 

@@ -32,10 +32,10 @@ def test_classic_docker_builds_with_buildkit_env_and_no_timestamp_flag():
     assert "--timestamp" not in argv and argv[-1] == "/ctx"
 
 
-def test_podman_builds_docker_format_with_a_fixed_timestamp():
+def test_podman_builds_oci_format_with_a_fixed_timestamp():
     engine = Engine(name="podman", client="podman", mode="podman", version="4.3.1")
     argv = engine.build_argv(REQ)
-    assert argv[:5] == ["podman", "build", "--layers", "--format", "docker"]
+    assert argv[:5] == ["podman", "build", "--layers", "--format", "oci"]
     assert argv[argv.index("--timestamp") + 1] == "1764201600"
 
 

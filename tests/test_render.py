@@ -62,6 +62,7 @@ def test_rtx5090_is_what_a_vllm_maintainer_expects(doc):
     assert stages == [
         "toolchain",
         "kernel-probe",
+        "probe",
         "torch",
         "vllm-source",
         "vllm-build",

@@ -90,8 +90,9 @@ def test_docker_classic_is_reported_as_not_promising_reproducible_ids():
 
 @pytest.mark.engine
 def test_podman_same_inputs_same_id_and_a_changed_epoch_changes_both(tmp_path):
-    """The toolchain + probe stages, built from empty layer caches: byte-identical, until the
-    epoch moves; then the image ID and the manifest both change, and the manifest says why."""
+    """The probe image (toolchain, nvcc compile, runtime base), built from empty layer caches:
+    byte-identical, until the epoch moves; then the image ID and the manifest both change, and
+    the manifest says why."""
     engine = engine_or_skip("podman")
     doc = pins.read_document(ROOT / "versions.toml")
     plan = jobs.plan(cores=2, memory=8 * jobs.GIB, nvcc_threads=1, gencode_targets=1)
@@ -106,7 +107,7 @@ def test_podman_same_inputs_same_id_and_a_changed_epoch_changes_both(tmp_path):
             summary = build.build_image(
                 engine,
                 resolved,
-                target="kernel-probe",
+                target="probe",
                 tag=tag,
                 jobs=plan,
                 paths=paths,

@@ -12,7 +12,7 @@ from . import base, bench, build, clean, engines, hostsetup, jobs, lock, pins, r
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
 from .errors import ConfigError, ForgeError
 
-TARGETS = {"build": "builder", "slim": "runtime"}
+TARGETS = {"build": "builder", "slim": "runtime", "probe": "probe"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
         "build", parents=[common], help="build the builder image (compiled wheels, probe)"
     )
     sub.add_parser("slim", parents=[common], help="build the slim runtime image")
+    sub.add_parser("probe", parents=[common], help="build the kernel-probe pre-flight image")
     sub.add_parser("jobs", parents=[common], help="show the MAX_JOBS this machine gets")
     lock_cmd = sub.add_parser("lock", parents=[common], help="re-lock stale profiles (uv)")
     lock_cmd.add_argument("--all", action="store_true", help="every profile, not just --profile")
@@ -73,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", parents=[common], help="measure rebuild speed, ccache and sizes")
     clean_cmd = sub.add_parser("clean", help="remove project images; bound build caches")
     clean_cmd.add_argument("--engine", choices=engines.ENGINE_NAMES, action="append")
-    clean_cmd.add_argument("--keep-cache-gb", type=float, default=12.0)
+    clean_cmd.add_argument("--keep-cache-gb", type=float, default=8.0)
     clean_cmd.add_argument("--keep-images", action="store_true")
     sub.add_parser("setup", help="install engines from Debian and start dockerd (root)")
     return top

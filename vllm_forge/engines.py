@@ -65,8 +65,9 @@ class Engine:
         elif self.mode == "buildkit-classic":
             argv = [self.client, "build", "--progress=plain"]
         else:
-            # docker format: OCI images ignore SHELL (and with it `-o pipefail`).
-            argv = [self.client, "build", "--layers", "--format", "docker"]
+            # OCI format (podman's default): the docker format's config carries the build
+            # container's ID and hostname, so no two builds would share an image ID.
+            argv = [self.client, "build", "--layers", "--format", "oci"]
             if req.timestamp is not None:
                 argv += ["--timestamp", str(req.timestamp)]
         argv += ["--file", str(req.dockerfile), "--target", req.target, "--tag", req.tag]

@@ -7,7 +7,6 @@
 FROM localhost/vllm-forge/debian:bookworm AS toolchain
 ARG DEBIAN_FRONTEND=noninteractive
 ARG SOURCE_DATE_EPOCH=1764201600
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi-toolchain,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi-toolchain,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
@@ -47,6 +46,17 @@ RUN --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
         NVCC="ccache nvcc" NVCC_THREADS="$NVCC_THREADS" CUDA_HOME=/usr/local/cuda \
         GENCODE="-gencode=arch=compute_120,code=sm_120" BUILD_DIR=/out \
     && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache kernel-probe /'
+
+
+###############################################################################################
+# probe: the kernel probe alone on the runtime base, a one-second pre-flight image:
+#   docker run --gpus all IMAGE   -> exit 0 kernel ran, 2 no kernel image, 3 no GPU/driver
+###############################################################################################
+FROM localhost/vllm-forge/debian:bookworm AS probe
+COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+ENTRYPOINT ["/usr/local/bin/kernel-probe"]
 
 ###############################################################################################
 # vllm-build: the package index's prebuilt vLLM wheel (it carries sm_120 kernels), in /wheels
@@ -91,7 +101,6 @@ LABEL io.github.vllm-forge.base.devel="localhost/vllm-forge/debian:bookworm" \
 FROM localhost/vllm-forge/debian:bookworm AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
 ARG SOURCE_DATE_EPOCH=1764201600
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi-runtime,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,id=vllm-forge-apt-lists-debian-pypi-runtime,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \

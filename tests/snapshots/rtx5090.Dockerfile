@@ -7,7 +7,6 @@
 FROM nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:4b9ed5fa8361736996499f64ecebf25d4ec37ff56e4d11323ccde10aa36e0c43 AS toolchain
 ARG DEBIAN_FRONTEND=noninteractive
 ARG SOURCE_DATE_EPOCH=1764201600
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN --mount=type=cache,id=vllm-forge-apt-rtx5090-toolchain,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,id=vllm-forge-apt-lists-rtx5090-toolchain,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \
@@ -41,6 +40,17 @@ RUN --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
         NVCC="ccache nvcc" NVCC_THREADS="$NVCC_THREADS" CUDA_HOME=/usr/local/cuda \
         GENCODE="-gencode=arch=compute_120,code=sm_120" BUILD_DIR=/out \
     && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache kernel-probe /'
+
+
+###############################################################################################
+# probe: the kernel probe alone on the runtime base, a one-second pre-flight image:
+#   docker run --gpus all IMAGE   -> exit 0 kernel ran, 2 no kernel image, 3 no GPU/driver
+###############################################################################################
+FROM nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2 AS probe
+COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+ENTRYPOINT ["/usr/local/bin/kernel-probe"]
 
 ###############################################################################################
 # torch: the pinned CUDA 12.8 build vLLM compiles against
@@ -142,7 +152,6 @@ LABEL io.github.vllm-forge.base.devel="nvidia/cuda:12.8.1-devel-ubuntu24.04@sha2
 FROM nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2 AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
 ARG SOURCE_DATE_EPOCH=1764201600
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN --mount=type=cache,id=vllm-forge-apt-rtx5090-runtime,target=/var/cache/apt,sharing=locked \
     --mount=type=cache,id=vllm-forge-apt-lists-rtx5090-runtime,target=/var/lib/apt/lists,sharing=locked \
     rm -f /etc/apt/apt.conf.d/docker-clean \

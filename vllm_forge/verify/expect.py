@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 
 from packaging.version import InvalidVersion, Version
 
+from ..archcheck import capability_of
 from ..pins import Pins
 
 REBUILD = "rebuild the image from versions.toml (`nox -s slim`)"
@@ -132,3 +133,13 @@ def gpu_arch_problems(capabilities: list[tuple[int, int]], arch_list: list[str])
                 f"found {arch_list}; use a torch build for CUDA 12.8 (it carries sm_120)"
             )
     return problems
+
+
+def ptx_serves(ptx: frozenset[str], missing: frozenset[str]) -> bool:
+    """Whether PTX in the file can be JIT-compiled by the driver for every missing SASS target.
+
+    Plain PTX (compute_80) is forward compatible with any later GPU; arch-specific PTX
+    (compute_90a) is not. vLLM's FlashAttention 2 ships sm_80 SASS + compute_80 PTX this way.
+    """
+    plain = [capability_of(p) for p in ptx if not p.endswith(("a", "f"))]
+    return bool(plain) and all(any(c <= capability_of(m) for c in plain) for m in missing)

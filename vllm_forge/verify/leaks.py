@@ -45,12 +45,14 @@ def fingerprint(der: bytes) -> str:
     return "sha256:" + hashlib.sha256(der).hexdigest()[:16]
 
 
-def custom_cas(host_bundle: bytes, image_bundle: bytes) -> list[bytes]:
-    """Certificates the host trusts that the image's own bundle lacks: a proxy's or a company's CA.
+def custom_cas(host_bundle: bytes, *public_bundles: bytes) -> list[bytes]:
+    """Certificates the host trusts that no public bundle holds: a proxy's or a company's CA.
 
-    The public roots are legitimately in the image (Debian's ca-certificates); these are not.
+    Public bundles: the image's own (Debian's roots are legitimately in it) and the host
+    distribution's shipped roots. A public root the image lacks may still sit in the image
+    compiled into a binary (Rust's webpki-roots): that is no leak, so it is no needle.
     """
-    public = set(pem_certificates(image_bundle))
+    public = {der for bundle in public_bundles for der in pem_certificates(bundle)}
     seen: set[bytes] = set()
     out = []
     for der in pem_certificates(host_bundle):
@@ -98,28 +100,41 @@ def iter_tar(stream: IO[bytes]) -> Iterator[tuple[str, bytes, IO[bytes]]]:
     tarfile's stream mode copies its whole buffer for every 512-byte header (slow on GBs); this
     reads headers and bodies straight from the stream. GNU long names and pax paths are honoured.
     """
-    long_name: str | None = None
+    pax: dict[str, str] = {}
     while True:
         header = _read_exact(stream, 512)
         if len(header) < 512 or header == bytes(512):
             return
-        size = _size(header[124:136])
         kind = header[156:157]
+        # a pax `size=` overrides the header's: Go's archive/tar writes it for members > 8 GiB
+        size = int(pax["size"]) if "size" in pax and kind not in (b"x", b"g") else None
+        size = _size(header[124:136]) if size is None else size
         body = _Bounded(stream, size)
         if kind == b"L":  # GNU long name: the next member's path
-            long_name = body.read().rstrip(b"\0").decode(errors="replace")
-        elif kind in (b"x", b"g"):  # pax header: take its path= record
-            records = body.read().decode(errors="replace")
-            paths = [r.split("path=", 1)[1] for r in records.splitlines() if " path=" in r]
-            long_name = paths[-1] if paths and kind == b"x" else long_name
-        else:
+            pax["path"] = body.read().rstrip(b"\0").decode(errors="replace")
+        elif kind == b"x":  # pax extended header of the next member
+            pax.update(_pax_records(body.read()))
+        elif kind != b"g":
             prefix = header[345:500].rstrip(b"\0").decode(errors="replace")
             name = header[:100].rstrip(b"\0").decode(errors="replace")
-            path = long_name or (f"{prefix}/{name}" if prefix else name)
-            long_name = None
+            path = pax.get("path") or (f"{prefix}/{name}" if prefix else name)
+            pax = {}
             yield path, kind, body
         body.drain()
         _read_exact(stream, -size % 512)
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """`LEN key=value\n` records (values may hold newlines: LEN says where each ends)."""
+    records: dict[str, str] = {}
+    while data:
+        length, _, rest = data.partition(b" ")
+        if not length.isdigit():
+            break
+        record, data = data[: int(length)], data[int(length) :]
+        key, _, value = record.partition(b" ")[2].partition(b"=")
+        records[key.decode(errors="replace")] = value[:-1].decode(errors="replace")
+    return records
 
 
 def _size(field: bytes) -> int:

@@ -1,0 +1,253 @@
+"""vllm_forge.verify's pure parts: layer scanning over in-memory tars, custom-CA extraction,
+expectations (versions, labels, arches) and report rendering. No engine, no network."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import ssl
+import tarfile
+
+import pytest
+
+from vllm_forge import pins
+from vllm_forge.verify import __main__ as cli
+from vllm_forge.verify import expect, leaks
+from vllm_forge.verify.report import FAIL, PASS, SKIP, CheckResult, Report, table, write
+
+TOKEN = b"forge-fake-token-0123456789abcdef"
+
+
+def _pem(der: bytes) -> bytes:
+    return ssl.DER_cert_to_PEM_cert(der).encode()
+
+
+PUBLIC = [bytes([i]) * 300 for i in range(1, 4)]  # stand-ins: the parser only decodes base64
+CORP = b"\x30\x82" + bytes(range(256)) * 3
+
+
+def _tar(files: dict[str, bytes], fmt=tarfile.USTAR_FORMAT, gz: bool = False) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buf.getvalue()) if gz else buf.getvalue()
+
+
+def _archive(layers: list[bytes], config: bytes = b"{}") -> io.BytesIO:
+    """An `engine save`-shaped archive: manifest, config, one tar per layer."""
+    files = {f"layer{i}/layer.tar": layer for i, layer in enumerate(layers)}
+    files["config.json"] = config
+    files["manifest.json"] = json.dumps([{"Layers": list(files)}]).encode()
+    return io.BytesIO(_tar(files))
+
+
+def test_custom_cas_are_host_certificates_the_image_bundle_lacks():
+    host = b"".join(_pem(d) for d in [*PUBLIC, CORP, CORP])
+    image = b"".join(_pem(d) for d in PUBLIC)
+    assert leaks.custom_cas(host, image) == [CORP]  # once, though listed twice
+    assert leaks.custom_cas(host, image, _pem(CORP)) == []  # a public bundle holds it
+    assert leaks.custom_cas(image, image) == []
+    assert leaks.pem_certificates(b"junk\n" + _pem(CORP) + b"trailing") == [CORP]
+
+
+def test_a_secret_deleted_in_a_later_layer_is_still_found_in_its_layer():
+    needle = leaks.text_needle("token", TOKEN + b"\n")
+    archive = _archive([_tar({"root/.token": b"x" + TOKEN}), _tar({"root/.wh..token": b""})])
+    hits, layers = leaks.scan_image_archive(archive, [needle])
+    assert layers == 2
+    assert hits == [leaks.Hit("token", "layer0/layer.tar", "root/.token")]
+
+
+def test_a_ca_is_found_as_pem_in_a_bundle_and_as_der_in_a_gzip_layer():
+    needle = leaks.ca_needle(CORP)
+    bundle = b"".join(_pem(d) for d in PUBLIC) + _pem(CORP)
+    archive = _archive(
+        [
+            _tar({"etc/ssl/certs/ca-certificates.crt": bundle}),
+            _tar({"opt/corp.der": b"\0" * 100 + CORP}, gz=True),
+            _tar({"etc/other.pem": _pem(PUBLIC[0])}),
+        ]
+    )
+    hits, layers = leaks.scan_image_archive(archive, [needle])
+    assert layers == 3
+    assert [(h.layer, h.path) for h in hits] == [
+        ("layer0/layer.tar", "etc/ssl/certs/ca-certificates.crt"),
+        ("layer1/layer.tar", "opt/corp.der"),
+    ]
+    assert hits[0].needle == f"custom CA {leaks.fingerprint(CORP)}"
+
+
+def test_a_needle_split_across_read_chunks_is_found(monkeypatch):
+    monkeypatch.setattr(leaks, "_CHUNK", 16)
+    data = b"a" * 10 + TOKEN + b"b" * 50
+    hits, _ = leaks.scan_image_archive(
+        _archive([_tar({"f": data})]), [leaks.text_needle("t", TOKEN)]
+    )
+    assert [h.path for h in hits] == ["f"]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_long_paths_are_reported_whole(fmt):
+    path = "opt/venv/" + "deep/" * 40 + "secret.txt"
+    layer = _tar({"short": b"nothing", path: TOKEN, "after": b"nothing"}, fmt=fmt)
+    hits, _ = leaks.scan_image_archive(_archive([layer]), [leaks.text_needle("t", TOKEN)])
+    assert [h.path for h in hits] == [path]
+
+
+def test_the_image_config_is_searched_too():
+    archive = _archive([_tar({"f": b"clean"})], config=b'{"Env": ["TOKEN=' + TOKEN + b'"]}')
+    hits, _ = leaks.scan_image_archive(archive, [leaks.text_needle("t", TOKEN)])
+    assert [(h.layer, h.path) for h in hits] == [("(image metadata)", "config.json")]
+
+
+def test_a_clean_image_has_no_hits_and_short_needles_are_refused():
+    hits, layers = leaks.scan_image_archive(
+        _archive([_tar({"a": b"hello"})]), [leaks.ca_needle(CORP)]
+    )
+    assert (hits, layers) == ([], 1)
+    with pytest.raises(ValueError, match="at least 8 bytes"):
+        leaks.text_needle("short", b" abc \n")
+
+
+# --- expectations -----------------------------------------------------------------------------
+
+
+def _pins() -> pins.Pins:
+    return pins.load(pins.Path(__file__).resolve().parents[1] / "versions.toml", "debian-pypi")
+
+
+METADATA = """\
+Name: vllm
+Version: 0.0.1
+Name: torch
+Version: 2.10.0+cu128
+Name: Flashinfer_Python
+Version: 0.6.6
+Name: flashinfer-cubin
+Version: 0.6.5
+"""
+
+
+def test_versions_name_each_wrong_or_missing_pin_and_accept_local_labels():
+    found = expect.parse_metadata_headers(METADATA)
+    assert found["flashinfer-python"] == "0.6.6"
+    problems = expect.version_problems(expect.expected_versions(_pins()), found)
+    text = "\n".join(problems)
+    assert "vllm: expected 0.19.1, found 0.0.1" in text
+    assert "torch:" not in text  # 2.10.0+cu128 is the pin 2.10.0
+    assert "torchvision: expected 0.25.0, found not installed" in text
+    assert "flashinfer-cubin: expected 0.6.6, found 0.6.5" in text
+    (disagree,) = expect.flashinfer_agreement(found)
+    assert "flashinfer-cubin==0.6.5, flashinfer-python==0.6.6" in disagree
+
+
+def test_torch_cuda_is_read_from_version_py():
+    assert (
+        expect.parse_torch_cuda("__version__ = '2.10.0'\ncuda: Optional[str] = '12.8'\n") == "12.8"
+    )
+    assert expect.parse_torch_cuda("cuda: Optional[str] = None\n") is None
+    assert expect.cuda_problems("12.8", "12.8") == []
+    assert "expected 12.8, found a CPU-only torch" in expect.cuda_problems(None, "12.8")[0]
+
+
+def test_labels_must_equal_the_pins_and_carry_a_revision():
+    wanted = _pins().labels()
+    assert (
+        expect.label_problems(wanted, {**wanted, "org.opencontainers.image.revision": "ab12"}) == []
+    )
+    problems = expect.label_problems(
+        wanted, {**wanted, "io.github.vllm-forge.torch": "2.9.0"} | {"extra": "ignored"}
+    )
+    assert "label io.github.vllm-forge.torch: expected '2.10.0', found '2.9.0'" in problems
+    assert any("revision: expected the source commit, found 'no such label'" in p for p in problems)
+    unknown = {**wanted, "org.opencontainers.image.revision": "unknown"}
+    assert any("found 'unknown'" in p for p in expect.label_problems(wanted, unknown))
+
+
+def test_only_hopper_only_libraries_are_exempt_from_the_arch_list():
+    assert expect.arch_exemption("vllm/vllm_flash_attn/_vllm_fa3_C.abi3.so")
+    assert expect.arch_exemption("vllm/_flashmla_C.abi3.so")
+    assert expect.arch_exemption("vllm/_C.abi3.so") is None
+    assert expect.arch_exemption("vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so") is None
+
+
+def test_torch_arch_list_must_name_the_gpu():
+    assert expect.gpu_arch_problems([(12, 0)], ["sm_90", "sm_120"]) == []
+    assert expect.gpu_arch_problems([(12, 0)], ["sm_120a"]) == []
+    (problem,) = expect.gpu_arch_problems([(12, 0)], ["sm_90", "sm_100"])
+    assert "expected sm_120 in torch.cuda.get_arch_list()" in problem
+
+
+# --- report and command line ------------------------------------------------------------------
+
+
+def test_report_table_json_and_text(tmp_path):
+    report = Report(
+        image="localhost/x:y",
+        engine="docker 20.10",
+        profile="debian-pypi",
+        seconds=3,
+        checks=[
+            CheckResult("pins_versions", "1 pins", PASS, seconds=0.5),
+            CheckResult(
+                "arch_coverage",
+                "2 arch",
+                FAIL,
+                "vllm/_C.abi3.so: no SASS for sm_120\nsecond line",
+                numbers={"table": "  file  SASS"},
+            ),
+            CheckResult("gpu_probe_ok", "6 gpu", SKIP, "no GPU visible here"),
+            CheckResult("size_within_budget", "5 size", PASS, warnings=["close to budget"]),
+        ],
+    )
+    assert not report.ok and report.counts() == {PASS: 2, FAIL: 1, SKIP: 1}
+    lines = table(report).splitlines()
+    assert lines[0].split()[:4] == ["group", "check", "result", "time"]
+    assert lines[2].split()[:5] == ["2", "arch", "arch_coverage", "FAIL", "0.0s"]
+    assert "no SASS for sm_120" in lines[2] and "second line" not in lines[2]
+    assert "warning: close to budget" in lines[4]
+    assert lines[-1].startswith("2 passed, 1 failed, 1 skipped")
+    as_json, as_text = write(report, tmp_path, "t")
+    data = json.loads(as_json.read_text())
+    assert data["ok"] is False and data["checks"][1]["outcome"] == "fail"
+    assert "FAIL arch_coverage:\n  vllm/_C.abi3.so: no SASS for sm_120\n  second line" in (
+        as_text.read_text()
+    )
+
+
+def test_bad_input_is_one_line_and_exit_2_without_traceback(capsys):
+    assert cli.main(["--profile", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vllm-forge: error: unknown profile 'nope'")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["--model", "x"]) == 2
+    assert "--model-dir and --model go together" in capsys.readouterr().err
+
+
+def test_plain_ptx_of_an_older_arch_serves_a_newer_gpu_by_jit_but_arch_specific_ptx_does_not():
+    assert expect.ptx_serves(frozenset({"compute_80"}), frozenset({"sm_120"}))
+    assert not expect.ptx_serves(frozenset({"compute_90a"}), frozenset({"sm_120"}))
+    assert not expect.ptx_serves(frozenset(), frozenset({"sm_120"}))
+    assert not expect.ptx_serves(frozenset({"compute_120"}), frozenset({"sm_90"}))
+
+
+def test_a_pax_size_record_overrides_the_header_size(monkeypatch):
+    """Go's archive/tar (docker save) gives members over 8 GiB their size in a pax record."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("big/layer.tar")
+        info.size = 1024
+        info.pax_headers = {"size": "1024"}
+        tar.addfile(info, io.BytesIO(b"z" * 1024))
+        tail = tarfile.TarInfo("after")
+        tail.size = len(TOKEN)
+        tar.addfile(tail, io.BytesIO(TOKEN))
+    raw = bytearray(buf.getvalue())
+    first = raw.index(b"big/layer.tar", 512)  # the member's own ustar header, after the pax one
+    raw[first + 124 : first + 136] = b"00000000000\0"  # as if the size did not fit
+    members = [(name, body.read()) for name, _, body in leaks.iter_tar(io.BytesIO(bytes(raw)))]
+    assert [(n, len(d)) for n, d in members] == [("big/layer.tar", 1024), ("after", len(TOKEN))]
