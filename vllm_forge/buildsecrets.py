@@ -8,14 +8,13 @@ the build as well.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .pyindex import user_pip_config
 
 SYSTEM_BUNDLES = (
     Path("/etc/ssl/certs/ca-certificates.crt"),
@@ -31,37 +30,20 @@ class PipSettings:
     cert: str = ""
 
 
-def parse_pip_config_list(text: str) -> dict[str, str]:
-    """`pip config list` lines (`global.index-url='...'`) -> {"index-url": "..."} (last wins)."""
-    settings: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if not sep or "." not in key:
-            continue
-        settings[key.split(".", 1)[1]] = value.strip().strip("'\"")
-    return settings
-
-
 def user_pip_settings(environ: dict[str, str] | None = None) -> PipSettings:
-    env = os.environ if environ is None else environ
-    out = subprocess.run(
-        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
-    ).stdout
-    conf = parse_pip_config_list(out)
-
-    def pick(env_key: str, conf_key: str) -> str:
-        return env.get(env_key) or conf.get(conf_key, "")
+    """What of the user's pip configuration a build can use (remote indexes, trust)."""
+    conf = user_pip_config(environ)
 
     def remote(values: str) -> tuple[str, ...]:
         # Local file:// indexes and find-links of the host are not visible inside a build.
         return tuple(v for v in values.split() if v.startswith(("http://", "https://")))
 
-    index = pick("PIP_INDEX_URL", "index-url")
+    index = remote(conf.get("index-url", ""))
     return PipSettings(
-        index_url=index if index.startswith(("http://", "https://")) else "",
-        extra_index_urls=remote(pick("PIP_EXTRA_INDEX_URL", "extra-index-url")),
-        trusted_hosts=tuple(pick("PIP_TRUSTED_HOST", "trusted-host").split()),
-        cert=pick("PIP_CERT", "cert"),
+        index_url=index[0] if index else "",
+        extra_index_urls=remote(conf.get("extra-index-url", "")),
+        trusted_hosts=tuple(conf.get("trusted-host", "").split()),
+        cert=conf.get("cert", ""),
     )
 
 

@@ -36,7 +36,7 @@ from .errors import IndexError_
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 _ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-_CONFIG_LINE = re.compile(r"^(?P<scope>[\w:]*)\.index-url\s*=\s*'?(?P<url>[^']*)'?\s*$")
+_SETTING_LINE = re.compile(r"^(?P<scope>[\w:]*)\.(?P<key>[\w-]+)\s*=\s*'?(?P<value>[^']*)'?\s*$")
 # pip's own precedence: environment over site over user over global.
 _SCOPE_ORDER = (":env:", "site", "user", "global")
 
@@ -64,13 +64,33 @@ def _pip_config_list(pip: list[str]) -> str:
     return done.stdout if done.returncode == 0 else ""
 
 
-def _index_url_from_config(listing: str) -> str:
-    found: dict[str, str] = {}
+def pip_config(listing: str) -> dict[str, str]:
+    """`pip config list` output -> {key: value}, each key from the scope pip itself would use."""
+    scoped: dict[str, dict[str, str]] = {}
     for line in listing.splitlines():
-        match = _CONFIG_LINE.match(line.strip())
-        if match and match.group("url"):
-            found[match.group("scope")] = match.group("url").split()[0]
-    return next((found[scope] for scope in _SCOPE_ORDER if scope in found), "")
+        match = _SETTING_LINE.match(line.strip())
+        if match:
+            scoped.setdefault(match["key"], {})[match["scope"]] = match["value"]
+    return {
+        key: next(values[scope] for scope in (*_SCOPE_ORDER, *values) if scope in values)
+        for key, values in scoped.items()
+    }
+
+
+def user_pip_config(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The user's pip settings: `pip config list`, with PIP_* environment variables on top."""
+    env = os.environ if env is None else env
+    settings = pip_config(_pip_config_list([sys.executable, "-m", "pip"]))
+    for key in ("index-url", "extra-index-url", "trusted-host", "cert"):
+        value = env.get("PIP_" + key.upper().replace("-", "_"))
+        if value:
+            settings[key] = value
+    return settings
+
+
+def _index_url_from_config(listing: str) -> str:
+    url = pip_config(listing).get("index-url", "")
+    return url.split()[0] if url else ""
 
 
 def _pip_default_index() -> str:
