@@ -47,7 +47,6 @@ RUN --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
         GENCODE="-gencode=arch=compute_120,code=sm_120" BUILD_DIR=/out \
     && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache kernel-probe /'
 
-
 ###############################################################################################
 # probe: the kernel probe alone on the runtime base, a one-second pre-flight image:
 #   docker run --gpus all IMAGE   -> exit 0 kernel ran, 2 no kernel image, 3 no GPU/driver
