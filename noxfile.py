@@ -50,6 +50,12 @@ def slim(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def probe(session: nox.Session) -> None:
+    """Build the kernel-probe image: `docker run --gpus all` it for a one-second pre-flight."""
+    _forge(session, "probe")
+
+
+@nox.session(python=PYTHON)
 def verify(session: nox.Session) -> None:
     """Check a built image against versions.toml: pins, sm_120 coverage, hygiene, labels, size, GPU."""
     session.install("-q", "-e", ".[test]")
