@@ -7,6 +7,7 @@ removed at the end of the module.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -111,17 +112,26 @@ def test_builder_holds_the_wheel_and_the_probe(built, reachable_pins):
 
 
 def test_ccache_persists_across_builds(built, reachable_pins):
-    """Two --no-cache builds of the probe: the second compile is served by ccache."""
+    """The probe compiled twice with MAX_JOBS values no earlier build used (so the layer cache
+    cannot answer): the second compile is served by ccache. Not --no-cache: docker 20.10's
+    BuildKit hands --no-cache builds fresh cache mounts (measured), podman keeps them."""
     engine, tags, _ = built
-    plan = jobs.plan(cores=2, memory=8 * jobs.GIB, nvcc_threads=1, gencode_targets=1)
     paths = build.Paths(root=ROOT)
-    runs = [
-        build.build_image(
-            engine, reachable_pins, target="kernel-probe", tag=tags["kernel-probe"],
-            jobs=plan, paths=paths, no_cache=True,
+    unique = 100 + time.time_ns() % 100_000
+    runs = []
+    for offset in (0, 1):
+        plan = jobs.plan(cores=2, memory=8 * jobs.GIB, nvcc_threads=1, gencode_targets=1,
+                         requested=unique + offset)  # fmt: skip
+        runs.append(
+            build.build_image(
+                engine,
+                reachable_pins,
+                target="kernel-probe",
+                tag=tags["kernel-probe"],
+                jobs=plan,
+                paths=paths,
+            )  # fmt: skip
         )
-        for _ in range(2)
-    ]  # fmt: skip
     second = runs[1].ccache["kernel-probe"]
     assert second.hits >= 2 and second.misses == 0, second
     assert Path(runs[1].log).is_file() and Path(runs[1].replay).is_file()

@@ -18,7 +18,6 @@ import pytest
 
 from vllm_forge import engines
 from vllm_forge.archcheck import pip_install_target
-from vllm_forge.build import default_tag
 from vllm_forge.engines import BuildRequest
 from vllm_forge.errors import ForgeError, IndexError_
 from vllm_forge.verify import leaks
@@ -244,17 +243,6 @@ def test_unknown_image_and_check_are_one_line_errors(engine, tmp_path):
     )
     rc, _, out = verify(engine, BASE, ["no_such_check"], tmp_path)
     assert rc == 2 and "unknown check 'no_such_check'" in out and "Traceback" not in out
-
-
-def test_the_real_slim_image_passes_verify(engine, tmp_path):
-    image = default_tag("debian-pypi", "runtime")
-    if not engine.image_exists(image):
-        pytest.skip(f"{image} is not built in docker (`nox -s slim -- --profile debian-pypi`)")
-    rc, results, out = verify(engine, image, [], tmp_path)
-    print(out)
-    assert rc == 0, out
-    assert results["gpu_probe_without_gpu_exits_3"]["outcome"] == "pass"
-    assert results["arch_coverage"]["outcome"] == "pass"
 
 
 def test_podman_layer_scan_finds_the_secret_too(sm90_library, tmp_path):

@@ -90,6 +90,8 @@ LABEL io.github.vllm-forge.base.devel="localhost/vllm-forge/debian:bookworm" \
       io.github.vllm-forge.vllm.source="wheel vllm==0.19.1" \
       org.opencontainers.image.base.name="localhost/vllm-forge/debian:bookworm" \
       org.opencontainers.image.version="0.19.1"
+ARG VCS_REF=unknown
+LABEL org.opencontainers.image.revision="${VCS_REF}"
 
 ###############################################################################################
 # runtime: the slim serving image. The venv is installed in one layer from the hash-locked

@@ -141,6 +141,8 @@ LABEL io.github.vllm-forge.base.devel="nvidia/cuda:12.8.1-devel-ubuntu24.04@sha2
       io.github.vllm-forge.vllm.source="sdist sha256:9fb88ce6b50991eba41d183584f65f51d7f6015d86a42cdabf79c1c8bd5d66fa" \
       org.opencontainers.image.base.name="nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2" \
       org.opencontainers.image.version="0.19.1"
+ARG VCS_REF=unknown
+LABEL org.opencontainers.image.revision="${VCS_REF}"
 
 ###############################################################################################
 # runtime: the slim serving image. The venv is installed in one layer from the hash-locked
