@@ -139,6 +139,8 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         (["render", "--max-jobs", "0"], "--max-jobs = 0; it must be at least 1"),
         (["render", "--arch-list", "sm_120"], "'sm_120' is not a CUDA architecture"),
         (["render", "--profile", "nope"], "unknown profile 'nope'"),
+        (["render", "--tag", "Vllm Forge:latest"], "is not an image reference"),
+        (["render", "--secret", "hf-token"], "write it as ID=FILE"),
     ],
 )
 def test_cli_bad_input_exits_nonzero_with_one_line_and_writes_nothing(tmp_path, args, expected):

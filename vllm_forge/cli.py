@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,12 +102,26 @@ def options(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
         pins=resolved,
         root=Path(args.pins).resolve().parent,
         engine=args.engine,
-        tag=args.tag,
+        tag=check_tag(args.tag),
         no_cache=args.no_cache,
         ca_bundle=args.ca_bundle,
         secrets=parse_secrets(args.secret),
         jobs=plan,
     )
+
+
+_TAG = re.compile(
+    r"^[a-z0-9]+([._-]+[a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
+)
+
+
+def check_tag(tag: str | None) -> str | None:
+    if tag is not None and not _TAG.match(tag):
+        raise ConfigError(
+            f"--tag {tag!r} is not an image reference; write it as lowercase NAME[:TAG], "
+            "e.g. localhost/vllm-forge:mine"
+        )
+    return tag
 
 
 def parse_secrets(values: list[str]) -> dict[str, Path]:
