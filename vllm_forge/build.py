@@ -211,6 +211,7 @@ def build_image(
     name = slug(f"{pins.profile}-{target}-{engine.name}")
     log_path = paths.logs / f"{name}.log"
     script_path = paths.logs / f"{name}.sh"
+    report = paths.reports / f"{slug(tag)}.json"
     build_args = {
         "MAX_JOBS": str(jobs.max_jobs),
         "NVCC_THREADS": str(jobs.nvcc_threads),
@@ -254,7 +255,7 @@ def build_image(
         ccache=parse_ccache(ccache_lines),
         log=str(log_path),
         replay=str(script_path),
-        report=str(paths.reports / f"{slug(tag)}.json"),
+        report=str(report),
     )
     record = build_manifest(
         engine=engine,
@@ -267,7 +268,6 @@ def build_image(
         base_dir=paths.base_work,
     )
     record["build"] = asdict(summary)
-    report = paths.reports / f"{slug(tag)}.json"
     report.write_text(json.dumps(record, indent=2, default=str) + "\n")
     echo("vllm-forge: build summary\n" + summary.describe())
     sys.stdout.flush()
