@@ -117,7 +117,7 @@ def test_ccache_persists_across_builds(built, reachable_pins):
     BuildKit hands --no-cache builds fresh cache mounts (measured), podman keeps them."""
     engine, tags, _ = built
     paths = build.Paths(root=ROOT)
-    unique = 100 + time.time_ns() % 100_000
+    unique = 1000 + time.time_ns() % 50_000
     runs = []
     for offset in (0, 1):
         plan = jobs.plan(cores=2, memory=8 * jobs.GIB, nvcc_threads=1, gencode_targets=1,

@@ -28,7 +28,7 @@ def run_bench(engine: Engine, pins: Pins, *, paths: Paths, jobs: JobPlan, echo=p
     probe_tag = f"localhost/vllm-forge-bench:{pins.profile}-probe"
     # Two compiles the layer cache cannot answer (MAX_JOBS values no build used before), not
     # --no-cache: docker 20.10's BuildKit gives --no-cache builds fresh cache mounts.
-    unique = 1000 + time.time_ns() % 100_000
+    unique = 1000 + time.time_ns() % 50_000
     try:
         probe = [
             build_image(

@@ -36,7 +36,8 @@ ARG NVCC_THREADS=1
 COPY probe/ /src/kernel-probe/
 RUN --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
     ccache --zero-stats >/dev/null \
-    && make -C /src/kernel-probe -j"$(( MAX_JOBS / NVCC_THREADS > 0 ? MAX_JOBS / NVCC_THREADS : 1 ))" \
+    && jobs=$(( MAX_JOBS / NVCC_THREADS )) \
+    && make -C /src/kernel-probe -j"$(( jobs < 1 ? 1 : jobs > 64 ? 64 : jobs ))" \
         NVCC="ccache nvcc" NVCC_THREADS="$NVCC_THREADS" CUDA_HOME=/usr/local/cuda \
         GENCODE="-gencode=arch=compute_120,code=sm_120" BUILD_DIR=/out \
     && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache kernel-probe /'
