@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, IndexError_
-from .pins import Pins
+from .pins import Pins, profile_names, read_document, resolve
 from .pyindex import index_url_from_pip
 
 LOCK_DIR = Path(__file__).resolve().parent / "locks"
@@ -157,12 +157,10 @@ def refresh(
     log=print,
 ) -> list[Path]:
     """Re-lock every profile whose lock is missing or stale (all of them with `upgrade`)."""
-    from . import pins as pins_module
-
-    doc = pins_module.read_document(pins_path)
+    doc = read_document(pins_path)
     written = []
-    for name in profiles or pins_module.profile_names(doc):
-        resolved = pins_module.resolve(doc, name)
+    for name in profiles or profile_names(doc):
+        resolved = resolve(doc, name)
         path = lock_path(name, lock_dir)
         current = path.is_file() and lock_digest(path.read_text()) == inputs_digest(resolved)
         if current and not upgrade:

@@ -10,7 +10,6 @@ import jinja2
 
 from . import lock
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
-from .lock import LOCK_DIR
 from .pins import Pins
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -98,7 +97,7 @@ def render_dockerfile(pins: Pins, templates_dir: Path = TEMPLATES_DIR) -> str:
 
 
 def write_context(
-    pins: Pins, out_dir: Path, templates_dir: Path = TEMPLATES_DIR, lock_dir: Path = LOCK_DIR
+    pins: Pins, out_dir: Path, templates_dir: Path = TEMPLATES_DIR, lock_dir: Path = lock.LOCK_DIR
 ) -> Path:
     """Write the Dockerfile and everything it COPYs into `out_dir`; return the Dockerfile path.
 
