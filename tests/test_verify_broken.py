@@ -56,6 +56,17 @@ COPY corp-ca.crt /usr/local/share/ca-certificates/corp-ca.crt
 RUN printf '%s%s\\n' {" ".join(TOKEN_HALVES)} > /root/.token
 RUN rm /root/.token /usr/local/share/ca-certificates/corp-ca.crt
 """,
+    # What a .pth file does at every interpreter start of a build: import a module, which
+    # writes a timestamp-based .pyc (the build's clock) next to a properly hashed one.
+    "bytecode": f"""
+FROM {BASE} AS broken
+RUN apt-get update && apt-get install -y --no-install-recommends python3 \\
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+RUN mkdir -p {SITE} && cd {SITE} && echo "import forge_startup" > forge.pth \\
+    && echo "X = 1" > forge_startup.py && echo "Y = 2" > hashed.py \\
+    && python3 -c "import site; site.addsitedir('{SITE}')" \\
+    && SOURCE_DATE_EPOCH=0 python3 -m py_compile hashed.py
+""",
     "meta": f"""
 FROM {BASE} AS broken
 RUN mkdir -p {SITE} && printf '#!/bin/sh\\necho ok: every GPU ran the kernel\\nexit 0\\n' \\
@@ -202,6 +213,18 @@ def test_a_secret_deleted_in_a_later_layer_fails_the_layer_scan(engine, broken, 
     if corp_ca is not None:
         assert f"custom CA {leaks.fingerprint(corp_ca)} in layer" in message
         assert "usr/local/share/ca-certificates/corp-ca.crt" in message
+
+
+def test_bytecode_an_import_wrote_during_the_build_fails(engine, broken, tmp_path):
+    rc, results, out = verify(engine, broken["bytecode"], ["slim_bytecode_hash_based"], tmp_path)
+    assert rc == 8, out
+    message = _failed(results, "slim_bytecode_hash_based")
+    assert "found 1 timestamp .pyc file(s), e.g. " in message, message
+    assert f"{SITE}/__pycache__/forge_startup.cpython-311.pyc" in message
+    assert results["slim_bytecode_hash_based"]["numbers"]["pyc"] == {
+        "timestamp": 1,
+        "checked-hash": 1,
+    }
 
 
 def test_metadata_size_triton_and_a_probe_that_passes_without_gpu_fail(engine, broken, tmp_path):

@@ -6,14 +6,18 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import py_compile
 import ssl
+import subprocess
+import sys
 import tarfile
 
 import pytest
 
 from vllm_forge import pins
 from vllm_forge.verify import __main__ as cli
-from vllm_forge.verify import expect, leaks
+from vllm_forge.verify import expect, leaks, scripts
 from vllm_forge.verify.report import FAIL, PASS, SKIP, CheckResult, Report, table, write
 
 TOKEN = b"forge-fake-token-0123456789abcdef"
@@ -251,3 +255,43 @@ def test_a_pax_size_record_overrides_the_header_size(monkeypatch):
     raw[first + 124 : first + 136] = b"00000000000\0"  # as if the size did not fit
     members = [(name, body.read()) for name, _, body in leaks.iter_tar(io.BytesIO(bytes(raw)))]
     assert [(n, len(d)) for n, d in members] == [("big/layer.tar", 1024), ("after", len(TOKEN))]
+
+
+def _pyc_flags(root) -> tuple[dict[int, int], dict[int, list[str]]]:
+    """Run the check's own script (as verify does inside the image) over `root`."""
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", scripts.PYC_FLAGS, str(root)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    found = json.loads(out)
+    return (
+        {int(k): v for k, v in found["counts"].items()},
+        {int(k): v for k, v in found["examples"].items()},
+    )
+
+
+def test_bytecode_written_by_an_import_is_timestamp_based_and_named(tmp_path):
+    site = tmp_path / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    for name in ("hashed", "checked", "imported"):
+        (site / f"{name}.py").write_text(f"NAME = {name!r}\n")
+    mode = py_compile.PycInvalidationMode
+    py_compile.compile(str(site / "hashed.py"), invalidation_mode=mode.UNCHECKED_HASH)
+    py_compile.compile(str(site / "checked.py"), invalidation_mode=mode.CHECKED_HASH)
+    assert expect.bytecode_problems(*_pyc_flags(tmp_path)) == []
+    # What a .pth file does at every interpreter start during a build: an import, which
+    # writes a timestamp-based .pyc (whatever SOURCE_DATE_EPOCH says).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-c", "import imported"], cwd=site, env=env, check=True)
+    counts, examples = _pyc_flags(tmp_path)
+    assert counts == {0: 1, 1: 1, 3: 1}
+    (problem,) = expect.bytecode_problems(counts, examples)
+    assert problem.startswith("1 timestamp .pyc file(s), e.g. ")
+    assert "__pycache__/imported.cpython-" in problem
+
+
+def test_unknown_pyc_flags_are_problems_and_hash_modes_are_not():
+    assert expect.bytecode_problems({1: 9000, 3: 2}, {}) == []
+    assert expect.bytecode_problems({-1: 1}, {-1: ["/v/x.pyc"]}) == [
+        "1 unknown header flags -1 .pyc file(s), e.g. /v/x.pyc"
+    ]

@@ -163,7 +163,11 @@ RUN --mount=type=cache,id=vllm-forge-apt-rtx5090-runtime,target=/var/cache/apt,s
     && rm -rf /var/log/apt /var/log/dpkg.log /var/log/alternatives.log \
         /var/cache/ldconfig/aux-cache /var/lib/dpkg/*-old /var/cache/debconf/*-old \
     && useradd --create-home --uid 1000 --user-group vllm
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+# No interpreter in this stage writes bytecode on its own: .pth files import modules at every
+# start-up, and those .pyc files would be timestamp-based, i.e. carry this build's clock.
+# Every .pyc in the image comes from the one compileall below, hash-based, forced.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
 RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
@@ -175,14 +179,13 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     && /opt/venv/bin/pip check \
     && /opt/venv/bin/pip uninstall -y -q pip \
     && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \
-    && /opt/venv/bin/python -W ignore -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+    && /opt/venv/bin/python -W ignore -m compileall -q -f -j 0 --invalidation-mode unchecked-hash \
         /opt/venv/lib
 COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
-    PYTHONDONTWRITEBYTECODE=1
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
 LABEL io.github.vllm-forge.base.devel="nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:4b9ed5fa8361736996499f64ecebf25d4ec37ff56e4d11323ccde10aa36e0c43" \
       io.github.vllm-forge.base.runtime="nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2" \
       io.github.vllm-forge.cuda="12.8" \

@@ -49,6 +49,7 @@ ORDER = [
     "slim_no_nvcc",
     "slim_no_secrets_in_layers",
     "slim_triton_compiles_launcher",
+    "slim_bytecode_hash_based",
     "metadata_labels",
     "metadata_entrypoint",
     "metadata_vllm_version",
@@ -327,6 +328,31 @@ def test_slim_triton_compiles_launcher(infra, record_property):
             "kernel launch: install them in the runtime stage",
         )
     record_property("triton", json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_slim_bytecode_hash_based(infra, record_property):
+    venv = infra.run('echo "${VIRTUAL_ENV:-/opt/venv}"').stdout.strip()
+    result = _timed(infra, "python3 -S -c %s %s", scripts.PYC_FLAGS, venv, timeout=300)
+    if result.rc != 0:
+        fail(
+            f"expected to read the .pyc headers under {venv}, found exit {result.rc}: "
+            f"{_output(result)}"
+        )
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    counts = {int(k): v for k, v in found["counts"].items()}
+    examples = {int(k): v for k, v in found["examples"].items()}
+    record_property("pyc", {expect.PYC_MODES.get(k, str(k)): v for k, v in counts.items()})
+    if not counts:
+        record_property("warning", f"no .pyc under {venv}: every first import compiles")
+    problems = expect.bytecode_problems(counts, examples)
+    if problems:
+        fail(
+            f"expected only hash-based .pyc files under {venv} (they do not carry the build's "
+            f"clock), found {'; '.join(problems)}",
+            "an interpreter started during the build wrote them (.pth files import modules at "
+            "start-up): set PYTHONDONTWRITEBYTECODE=1 for the install and compile once with "
+            "`compileall -f --invalidation-mode unchecked-hash`",
+        )
 
 
 # --- 4 metadata ------------------------------------------------------------------------------

@@ -143,3 +143,19 @@ def ptx_serves(ptx: frozenset[str], missing: frozenset[str]) -> bool:
     """
     plain = [capability_of(p) for p in ptx if not p.endswith(("a", "f"))]
     return bool(plain) and all(any(c <= capability_of(m) for c in plain) for m in missing)
+
+
+# The flags word of a .pyc header (PEP 552): bit 0 hash-based, bit 1 check the source's hash.
+PYC_MODES = {0: "timestamp", 1: "unchecked-hash", 3: "checked-hash"}
+
+
+def bytecode_problems(counts: dict[int, int], examples: dict[int, list[str]]) -> list[str]:
+    """Timestamp-based .pyc files carry the source's mtime, i.e. the clock of the build that
+    wrote them (an import at build time writes them so): two builds cannot match."""
+    problems = []
+    for flags, count in sorted(counts.items()):
+        if PYC_MODES.get(flags, "unknown") in ("timestamp", "unknown"):
+            mode = PYC_MODES.get(flags, f"unknown header flags {flags}")
+            shown = ", ".join(examples.get(flags, [])[:3])
+            problems.append(f"{count} {mode} .pyc file(s), e.g. {shown}")
+    return problems

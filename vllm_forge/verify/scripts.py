@@ -76,3 +76,20 @@ sys.argv = ["vllm", *sys.argv[1:]]
 sys.exit(main())
 """
 NO_DEVICE = "Failed to infer device type"
+
+# Counts the .pyc files under a directory by the flags word of their header (PEP 552).
+PYC_FLAGS = r"""
+import json, os, sys
+counts, examples = {}, {}
+for top, _, names in os.walk(sys.argv[1]):
+    for name in names:
+        if name.endswith(".pyc"):
+            path = os.path.join(top, name)
+            with open(path, "rb") as handle:
+                head = handle.read(8)
+            flags = int.from_bytes(head[4:8], "little") if len(head) == 8 else -1
+            counts[flags] = counts.get(flags, 0) + 1
+            if len(examples.setdefault(flags, [])) < 5:
+                examples[flags].append(path)
+print(json.dumps({"counts": counts, "examples": examples}))
+"""
