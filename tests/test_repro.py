@@ -44,6 +44,29 @@ def test_listing_diff_sees_a_timestamp_alone():
     assert repro.listing_diff(a, b) == ["f: mtime differ"]
 
 
+def test_a_layer_differing_only_in_mtimes_is_told_apart_from_one_differing_in_content():
+    a = repro.tar_listing(layer_tar({"f": (b"same", 0), "g": (b"1", 0)}))
+    b = repro.tar_listing(layer_tar({"f": (b"same", 9), "g": (b"1", 7)}))
+    c = repro.tar_listing(layer_tar({"f": (b"same", 0), "g": (b"2", 0)}))
+    d = repro.tar_listing(layer_tar({"f": (b"same", 0)}))
+    assert repro.times_only(a, b)
+    assert not repro.times_only(a, c) and not repro.times_only(a, d)
+
+    def result(*diffs: bool) -> repro.ReproResult:
+        layer_diffs = [
+            repro.LayerDiff(index=i, a="x", b="y", created_by="RUN", times_only=t)
+            for i, t in enumerate(diffs)
+        ]
+        return repro.ReproResult(
+            engine="docker 20.10.24", target="t", promise="p", ids=("i", "j"), seconds=(1, 2),
+            reproducible=False, layer_count=3, layer_diffs=layer_diffs,
+        )  # fmt: skip
+
+    assert "only file timestamps differ" in result(True, True).describe()
+    assert "contents" not in result(True, False).describe()
+    assert "only the image config differs" in result().describe()
+
+
 def test_manifest_diff_names_the_changed_input():
     a = {
         "inputs": {"source_date_epoch": 1, "bases": {"devel": {"digest": "x"}}},

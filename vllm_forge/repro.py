@@ -30,6 +30,8 @@ class LayerDiff:
     b: str
     created_by: str
     files: list[str] = field(default_factory=list)
+    # Every file present in both builds with the same content, mode and owner: only times differ.
+    times_only: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +45,11 @@ class ReproResult:
     layer_count: int
     layer_diffs: list[LayerDiff]
 
+    @property
+    def contents_same(self) -> bool:
+        """Every file has the same bytes, mode and owner in both builds (whatever the IDs say)."""
+        return all(d.times_only for d in self.layer_diffs)
+
     def describe(self) -> str:
         lines = [
             f"engine       {self.engine}",
@@ -52,6 +59,13 @@ class ReproResult:
             f"result       {'REPRODUCIBLE: same image ID' if self.reproducible else 'DIFFERENT'}"
             f" ({self.layer_count} layers, {len(self.layer_diffs)} differ)",
         ]
+        if not self.reproducible and not self.layer_diffs:
+            lines.append("contents     every layer is the same; only the image config differs")
+        elif not self.reproducible and self.contents_same:
+            lines.append(
+                "contents     the same: every file has the same bytes, mode and owner in both "
+                "builds; only file timestamps differ"
+            )
         for d in self.layer_diffs:
             lines.append(
                 f"layer {d.index:2d}     {d.a[:19]} != {d.b[:19]}  made by: {d.created_by[:90]}"
@@ -67,8 +81,9 @@ def promise(engine: Engine) -> str:
         how = "--timestamp" if engine.name == "podman" else "rewrite-timestamp"
         return f"{engine.name} {engine.version} fixes timestamps ({how}): same inputs must give the same image ID"
     return (
-        f"{engine.name} {engine.version} ({engine.mode}) cannot stamp SOURCE_DATE_EPOCH on layers "
-        "or config: image IDs differ between builds; the build manifest still names every input"
+        f"{engine.name} {engine.version} ({engine.mode}) cannot stamp SOURCE_DATE_EPOCH on file "
+        "times or the image config: image IDs differ between builds. What it can give is the "
+        "same files (bytes, mode, owner; compared below), and the build manifest names every input"
     )
 
 
@@ -114,6 +129,13 @@ def listing_diff(a: dict[str, tuple], b: dict[str, tuple]) -> list[str]:
     return out
 
 
+def times_only(a: dict[str, tuple], b: dict[str, tuple]) -> bool:
+    """Same files with the same type, mode, owner, size and content; mtimes aside."""
+    if set(a) != set(b):
+        return False
+    return all(a[n][:4] + a[n][5:] == b[n][:4] + b[n][5:] for n in a)
+
+
 def saved_layers(archive: Path) -> dict[str, dict[str, tuple]]:
     """diff ID -> listing, for every layer of a `docker save` / `podman save` archive."""
     with tarfile.open(archive) as outer:
@@ -146,10 +168,15 @@ def compare(engine: Engine, tag_a: str, tag_b: str, work: Path) -> tuple[int, li
     for i in differing:
         a = layers_a[i] if i < len(layers_a) else ""
         b = layers_b[i] if i < len(layers_b) else ""
-        files = listing_diff(archives[0].get(a, {}), archives[1].get(b, {}))
+        listing_a, listing_b = archives[0].get(a, {}), archives[1].get(b, {})
         diffs.append(
             LayerDiff(
-                index=i, a=a, b=b, created_by=made_by[i] if i < len(made_by) else "?", files=files
+                index=i,
+                a=a,
+                b=b,
+                created_by=made_by[i] if i < len(made_by) else "?",
+                files=listing_diff(listing_a, listing_b),
+                times_only=bool(a and b) and times_only(listing_a, listing_b),
             )
         )
     return len(layers_a), diffs
@@ -193,7 +220,9 @@ def run_repro(
     )
     paths.reports.mkdir(parents=True, exist_ok=True)
     report = paths.reports / f"repro-{slug(pins.profile)}-{target}-{engine.name}.json"
-    report.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    report.write_text(
+        json.dumps(asdict(result) | {"contents_same": result.contents_same}, indent=2) + "\n"
+    )
     echo("repro: report " + str(report) + "\n" + result.describe())
     if engine.fixes_timestamps and not result.reproducible:
         raise BuildError(
