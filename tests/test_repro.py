@@ -50,6 +50,8 @@ def test_a_layer_differing_only_in_mtimes_is_told_apart_from_one_differing_in_co
     c = repro.tar_listing(layer_tar({"f": (b"same", 0), "g": (b"2", 0)}))
     d = repro.tar_listing(layer_tar({"f": (b"same", 0)}))
     assert repro.times_only(a, b)
+    assert repro.listing_diff(a, c | {"e": (0,) * 7}) == ["e: only in build B", "g: content differ"]
+    assert repro.listing_diff(b, c) == ["g: mtime, content differ", "f: mtime differ"]
     assert not repro.times_only(a, c) and not repro.times_only(a, d)
 
     def result(*diffs: bool) -> repro.ReproResult:
@@ -63,6 +65,7 @@ def test_a_layer_differing_only_in_mtimes_is_told_apart_from_one_differing_in_co
         )  # fmt: skip
 
     assert "only file timestamps differ" in result(True, True).describe()
+    assert "0 entries, each differing only in mtime" in result(True).describe()
     assert "contents" not in result(True, False).describe()
     assert "only the image config differs" in result().describe()
 

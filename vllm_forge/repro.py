@@ -70,6 +70,9 @@ class ReproResult:
             lines.append(
                 f"layer {d.index:2d}     {d.a[:19]} != {d.b[:19]}  made by: {d.created_by[:90]}"
             )
+            if d.times_only:
+                lines.append(f"             {len(d.files)} entries, each differing only in mtime")
+                continue
             lines += [f"             {f}" for f in d.files[:20]]
             if len(d.files) > 20:
                 lines.append(f"             ... and {len(d.files) - 20} more")
@@ -118,15 +121,16 @@ def tar_listing(tar: tarfile.TarFile) -> dict[str, tuple]:
 
 
 def listing_diff(a: dict[str, tuple], b: dict[str, tuple]) -> list[str]:
+    """What differs, file by file: differences in anything but mtime first, then mtime alone."""
     fields = ("type", "mode", "uid", "gid", "mtime", "size", "content")
-    out = []
+    out, times = [], []
     for name in sorted(set(a) | set(b)):
         if name not in a or name not in b:
             out.append(f"{name}: only in build {'A' if name in a else 'B'}")
         elif a[name] != b[name]:
             what = [f for f, x, y in zip(fields, a[name], b[name], strict=True) if x != y]
-            out.append(f"{name}: {', '.join(what)} differ")
-    return out
+            (times if what == ["mtime"] else out).append(f"{name}: {', '.join(what)} differ")
+    return out + times
 
 
 def times_only(a: dict[str, tuple], b: dict[str, tuple]) -> bool:
