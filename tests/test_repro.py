@@ -148,3 +148,21 @@ def test_podman_same_inputs_same_id_and_a_changed_epoch_changes_both(tmp_path):
     assert records["a"]["image"]["id"] != records["c"]["image"]["id"]
     changed = manifest.diff(records["a"]["inputs"], records["c"]["inputs"])
     assert "source_date_epoch" in changed
+
+
+def test_cold_caches_empty_only_this_projects_podman_cache_mounts(tmp_path, monkeypatch):
+    from vllm_forge import clean
+    from vllm_forge.engines import Engine
+
+    for cache_id in ("vllm-forge-ccache", "vllm-forge-apt-lists-debian-pypi-runtime", "other"):
+        (tmp_path / cache_id / "sub").mkdir(parents=True)
+        (tmp_path / cache_id / "sub" / "f").write_text("x")
+    monkeypatch.setattr(clean, "BUILDAH_CACHE", tmp_path)
+    said = []
+    podman = Engine(name="podman", client="podman", mode="podman", version="4.3.1")
+    clean.empty_cache_mounts(podman, log=said.append)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]
+    assert said == [f"cache mounts: podman: emptied 2 (vllm-forge-* in {tmp_path})"]
+    classic = Engine(name="docker", client="docker", mode="buildkit-classic", version="20.10.24")
+    clean.empty_cache_mounts(classic, log=said.append)
+    assert "gives --no-cache builds empty ones" in said[-1]

@@ -54,3 +54,18 @@ def clean(engine: Engine, *, keep_cache_gb: float, keep_images: bool = False, lo
             )
         else:
             log(f"clean: podman cache mounts {size / 1e9:.1f} GB (cap {keep_cache_gb:g} GB): kept")
+
+
+def empty_cache_mounts(engine: Engine, log=print) -> None:
+    """Empty this project's RUN --mount=type=cache storage (ids vllm-forge-*) before a build."""
+    if engine.name == "podman":
+        found = sorted(BUILDAH_CACHE.glob("vllm-forge-*")) if BUILDAH_CACHE.is_dir() else []
+        for path in found:
+            shutil.rmtree(path)
+        log(f"cache mounts: podman: emptied {len(found)} (vllm-forge-* in {BUILDAH_CACHE})")
+    elif engine.mode == "buildx":
+        # BuildKit cannot prune one cache id: every cache mount of this builder goes.
+        engine.run([engine.client, "builder", "prune", "-f", "--filter", "type=exec.cachemount"])
+        log("cache mounts: docker buildx: pruned every cache mount of the builder")
+    else:
+        log(f"cache mounts: {engine.name} ({engine.mode}) gives --no-cache builds empty ones")

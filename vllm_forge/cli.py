@@ -72,6 +72,11 @@ def parser() -> argparse.ArgumentParser:
     lock_cmd.add_argument("--upgrade", action="store_true", help="re-resolve even if current")
     repro_cmd = sub.add_parser("repro", parents=[common], help="build twice, compare the bytes")
     repro_cmd.add_argument("--target", default="runtime", help="stage to build (default: runtime)")
+    repro_cmd.add_argument(
+        "--cold-caches",
+        action="store_true",
+        help="also empty the project's cache mounts (apt, pip, ccache) before each build",
+    )
     sub.add_parser("bench", parents=[common], help="measure rebuild speed, ccache and sizes")
     clean_cmd = sub.add_parser("clean", help="remove project images; bound build caches")
     clean_cmd.add_argument("--engine", choices=engines.ENGINE_NAMES, action="append")
@@ -212,7 +217,14 @@ def run(args: argparse.Namespace) -> int:
         bench.run_bench(engine, opts.pins, paths=opts.paths, jobs=opts.jobs)
         return 0
     if args.command == "repro":
-        repro.run_repro(engine, opts.pins, target=args.target, paths=opts.paths, jobs=opts.jobs)
+        repro.run_repro(
+            engine,
+            opts.pins,
+            target=args.target,
+            paths=opts.paths,
+            jobs=opts.jobs,
+            cold_caches=args.cold_caches,
+        )
         return 0
     target = TARGETS[args.command]
     build.build_image(

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .build import BuildSummary, Paths, build_image, slug
+from .clean import empty_cache_mounts
 from .engines import Engine
 from .errors import BuildError
 from .jobs import JobPlan
@@ -44,6 +45,7 @@ class ReproResult:
     reproducible: bool
     layer_count: int
     layer_diffs: list[LayerDiff]
+    cold_caches: bool = False
 
     @property
     def contents_same(self) -> bool:
@@ -54,6 +56,12 @@ class ReproResult:
         lines = [
             f"engine       {self.engine}",
             f"promise      {self.promise}",
+            "caches       empty layer caches; cache mounts (apt, pip, ccache) "
+            + (
+                "emptied before each build"
+                if self.cold_caches
+                else "kept (--cold-caches empties them)"
+            ),
             f"build A      {self.ids[0]}  ({self.seconds[0]:.0f} s)",
             f"build B      {self.ids[1]}  ({self.seconds[1]:.0f} s)",
             f"result       {'REPRODUCIBLE: same image ID' if self.reproducible else 'DIFFERENT'}"
@@ -187,12 +195,21 @@ def compare(engine: Engine, tag_a: str, tag_b: str, work: Path) -> tuple[int, li
 
 
 def run_repro(
-    engine: Engine, pins: Pins, *, target: str, paths: Paths, jobs: JobPlan, echo=print
+    engine: Engine,
+    pins: Pins,
+    *,
+    target: str,
+    paths: Paths,
+    jobs: JobPlan,
+    cold_caches: bool = False,
+    echo=print,
 ) -> ReproResult:
     tags = [f"localhost/vllm-forge-repro:{pins.profile}-{target}-{x}" for x in ("a", "b")]
     summaries: list[BuildSummary] = []
     try:
         for tag in tags:
+            if cold_caches:
+                empty_cache_mounts(engine, log=echo)
             start = time.monotonic()
             summaries.append(
                 build_image(
@@ -221,6 +238,7 @@ def run_repro(
         reproducible=ids[0] == ids[1] and not diffs,
         layer_count=count,
         layer_diffs=diffs,
+        cold_caches=cold_caches,
     )
     paths.reports.mkdir(parents=True, exist_ok=True)
     report = paths.reports / f"repro-{slug(pins.profile)}-{target}-{engine.name}.json"
