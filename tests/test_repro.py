@@ -101,6 +101,9 @@ def test_docker_classic_is_reported_as_not_promising_reproducible_ids():
         classic
     )
     assert buildx.fixes_timestamps and podman.fixes_timestamps
+    assert repro.cache_mounts(classic, False).startswith("empty: docker 20.10")
+    assert repro.cache_mounts(podman, False).startswith("kept from earlier builds")
+    assert repro.cache_mounts(podman, True) == "emptied before each build"
     argv = buildx.build_argv(
         build.BuildRequest(
             context=Path("."), dockerfile=Path("D"), tag="t", target="x", timestamp=5

@@ -45,7 +45,7 @@ class ReproResult:
     reproducible: bool
     layer_count: int
     layer_diffs: list[LayerDiff]
-    cold_caches: bool = False
+    caches: str = "kept"  # what the builds' cache mounts (apt, pip, ccache) held at the start
 
     @property
     def contents_same(self) -> bool:
@@ -56,12 +56,7 @@ class ReproResult:
         lines = [
             f"engine       {self.engine}",
             f"promise      {self.promise}",
-            "caches       empty layer caches; cache mounts (apt, pip, ccache) "
-            + (
-                "emptied before each build"
-                if self.cold_caches
-                else "kept (--cold-caches empties them)"
-            ),
+            f"caches       empty layer caches; cache mounts (apt, pip, ccache) {self.caches}",
             f"build A      {self.ids[0]}  ({self.seconds[0]:.0f} s)",
             f"build B      {self.ids[1]}  ({self.seconds[1]:.0f} s)",
             f"result       {'REPRODUCIBLE: same image ID' if self.reproducible else 'DIFFERENT'}"
@@ -96,6 +91,14 @@ def promise(engine: Engine) -> str:
         "times or the image config: image IDs differ between builds. What it can give is the "
         "same files (bytes, mode, owner; compared below), and the build manifest names every input"
     )
+
+
+def cache_mounts(engine: Engine, cold: bool) -> str:
+    if cold:
+        return "emptied before each build"
+    if engine.mode == "buildkit-classic":
+        return "empty: docker 20.10's BuildKit gives --no-cache builds fresh ones"
+    return "kept from earlier builds (--cold-caches empties them)"
 
 
 def history(engine: Engine, ref: str) -> list[str]:
@@ -238,7 +241,7 @@ def run_repro(
         reproducible=ids[0] == ids[1] and not diffs,
         layer_count=count,
         layer_diffs=diffs,
-        cold_caches=cold_caches,
+        caches=cache_mounts(engine, cold_caches),
     )
     paths.reports.mkdir(parents=True, exist_ok=True)
     report = paths.reports / f"repro-{slug(pins.profile)}-{target}-{engine.name}.json"
