@@ -169,3 +169,21 @@ def test_cold_caches_empty_only_this_projects_podman_cache_mounts(tmp_path, monk
     classic = Engine(name="docker", client="docker", mode="buildkit-classic", version="20.10.24")
     clean.empty_cache_mounts(classic, log=said.append)
     assert "gives --no-cache builds empty ones" in said[-1]
+
+
+def test_inputs_that_moved_between_the_two_builds_are_named(tmp_path):
+    def record(name: str, ref: str) -> Path:
+        path = tmp_path / f"{name}.json"
+        inputs = {"source_date_epoch": 1, "build_args": {"MAX_JOBS": "2", "VCS_REF": ref}}
+        path.write_text(json.dumps({"inputs": inputs, "image": {"id": name}}))
+        return path
+
+    a, b, c = record("a", "6ab400b"), record("b", "6ab400b"), record("c", "aa919ae")
+    assert repro.changed_inputs(a, b) == []
+    assert repro.changed_inputs(a, c) == ["inputs.build_args.VCS_REF"]
+    result = repro.ReproResult(
+        engine="podman 4.3.1", target="runtime", promise="p", ids=("i", "j"), seconds=(1, 2),
+        reproducible=False, layer_count=4, layer_diffs=[],
+        inputs_changed=["inputs.build_args.VCS_REF"],
+    )  # fmt: skip
+    assert "inputs       CHANGED between the builds: inputs.build_args.VCS_REF" in result.describe()

@@ -20,6 +20,7 @@ from .clean import empty_cache_mounts
 from .engines import Engine
 from .errors import BuildError
 from .jobs import JobPlan
+from .manifest import diff as manifest_diff
 from .manifest import layers
 from .pins import Pins
 
@@ -46,6 +47,9 @@ class ReproResult:
     layer_count: int
     layer_diffs: list[LayerDiff]
     caches: str = "kept"  # what the builds' cache mounts (apt, pip, ccache) held at the start
+    # Inputs of the build manifests that differ between A and B (a commit in between moves
+    # the revision label): then the comparison says nothing about the engine.
+    inputs_changed: list[str] = field(default_factory=list)
 
     @property
     def contents_same(self) -> bool:
@@ -62,6 +66,12 @@ class ReproResult:
             f"result       {'REPRODUCIBLE: same image ID' if self.reproducible else 'DIFFERENT'}"
             f" ({self.layer_count} layers, {len(self.layer_diffs)} differ)",
         ]
+        if self.inputs_changed:
+            lines.append(
+                "inputs       CHANGED between the builds: "
+                + ", ".join(self.inputs_changed)
+                + " (not a test of the engine: keep the tree still and run again)"
+            )
         if not self.reproducible and not self.layer_diffs:
             lines.append("contents     every layer is the same; only the image config differs")
         elif not self.reproducible and self.contents_same:
@@ -91,6 +101,13 @@ def promise(engine: Engine) -> str:
         "times or the image config: image IDs differ between builds. What it can give is the "
         "same files (bytes, mode, owner; compared below), and the build manifest names every input"
     )
+
+
+def changed_inputs(manifest_a: Path, manifest_b: Path) -> list[str]:
+    """The build inputs (versions.toml, Dockerfile, context, lock, bases, build args ...) that
+    differ between the manifests of two builds."""
+    a, b = (json.loads(Path(m).read_text()).get("inputs", {}) for m in (manifest_a, manifest_b))
+    return manifest_diff(a, b, "inputs.")
 
 
 def cache_mounts(engine: Engine, cold: bool) -> str:
@@ -242,6 +259,7 @@ def run_repro(
         layer_count=count,
         layer_diffs=diffs,
         caches=cache_mounts(engine, cold_caches),
+        inputs_changed=changed_inputs(summaries[0].report, summaries[1].report),
     )
     paths.reports.mkdir(parents=True, exist_ok=True)
     report = paths.reports / f"repro-{slug(pins.profile)}-{target}-{engine.name}.json"
@@ -249,6 +267,12 @@ def run_repro(
         json.dumps(asdict(result) | {"contents_same": result.contents_same}, indent=2) + "\n"
     )
     echo("repro: report " + str(report) + "\n" + result.describe())
+    if result.inputs_changed:
+        raise BuildError(
+            f"the inputs changed between the two builds ({', '.join(result.inputs_changed)}): "
+            "nothing was proven either way; keep the tree still (no commit, no edit) and run "
+            "`nox -s repro` again"
+        )
     if engine.fixes_timestamps and not result.reproducible:
         raise BuildError(
             f"{engine.name} built {pins.profile}/{target} twice from the same inputs to different "
