@@ -263,11 +263,7 @@ def _pyc_flags(root) -> tuple[dict[int, int], dict[int, list[str]]]:
         [sys.executable, "-S", "-c", scripts.PYC_FLAGS, str(root)],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    found = json.loads(out)
-    return (
-        {int(k): v for k, v in found["counts"].items()},
-        {int(k): v for k, v in found["examples"].items()},
-    )
+    return expect.parse_pyc_flags(out)
 
 
 def test_bytecode_written_by_an_import_is_timestamp_based_and_named(tmp_path):

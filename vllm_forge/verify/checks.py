@@ -96,9 +96,15 @@ def infra(box):
 
 
 @pytest.fixture(scope="session")
-def site(infra) -> str:
-    """The serving venv's site-packages ($VIRTUAL_ENV of the image, else /opt/venv)."""
-    out = infra.run('ls -d "${VIRTUAL_ENV:-/opt/venv}"/lib/python3*/site-packages 2>/dev/null')
+def venv(infra) -> str:
+    """The serving venv: $VIRTUAL_ENV of the image, else /opt/venv."""
+    return infra.run('echo "${VIRTUAL_ENV:-/opt/venv}"').stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def site(infra, venv) -> str:
+    """The serving venv's site-packages."""
+    out = infra.run("ls -d %s/lib/python3*/site-packages 2>/dev/null", venv)
     paths = out.stdout.split()
     if not paths:
         fail(
@@ -330,17 +336,14 @@ def test_slim_triton_compiles_launcher(infra, record_property):
     record_property("triton", json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def test_slim_bytecode_hash_based(infra, record_property):
-    venv = infra.run('echo "${VIRTUAL_ENV:-/opt/venv}"').stdout.strip()
+def test_slim_bytecode_hash_based(infra, venv, record_property):
     result = _timed(infra, "python3 -S -c %s %s", scripts.PYC_FLAGS, venv, timeout=300)
     if result.rc != 0:
         fail(
             f"expected to read the .pyc headers under {venv}, found exit {result.rc}: "
             f"{_output(result)}"
         )
-    found = json.loads(result.stdout.strip().splitlines()[-1])
-    counts = {int(k): v for k, v in found["counts"].items()}
-    examples = {int(k): v for k, v in found["examples"].items()}
+    counts, examples = expect.parse_pyc_flags(result.stdout)
     record_property("pyc", {expect.PYC_MODES.get(k, str(k)): v for k, v in counts.items()})
     if not counts:
         record_property("warning", f"no .pyc under {venv}: every first import compiles")

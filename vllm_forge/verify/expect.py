@@ -5,6 +5,7 @@ Each function returns problems as sentences (expected, found, what to do); empty
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import PurePosixPath
 
@@ -147,6 +148,16 @@ def ptx_serves(ptx: frozenset[str], missing: frozenset[str]) -> bool:
 
 # The flags word of a .pyc header (PEP 552): bit 0 hash-based, bit 1 check the source's hash.
 PYC_MODES = {0: "timestamp", 1: "unchecked-hash", 3: "checked-hash"}
+HASH_BASED = (1, 3)
+
+
+def parse_pyc_flags(stdout: str) -> tuple[dict[int, int], dict[int, list[str]]]:
+    """(flags -> count, flags -> example paths) from the last line scripts.PYC_FLAGS prints."""
+    found = json.loads(stdout.strip().splitlines()[-1])
+    return (
+        {int(k): v for k, v in found["counts"].items()},
+        {int(k): v for k, v in found["examples"].items()},
+    )
 
 
 def bytecode_problems(counts: dict[int, int], examples: dict[int, list[str]]) -> list[str]:
@@ -154,7 +165,7 @@ def bytecode_problems(counts: dict[int, int], examples: dict[int, list[str]]) ->
     wrote them (an import at build time writes them so): two builds cannot match."""
     problems = []
     for flags, count in sorted(counts.items()):
-        if PYC_MODES.get(flags, "unknown") in ("timestamp", "unknown"):
+        if flags not in HASH_BASED:
             mode = PYC_MODES.get(flags, f"unknown header flags {flags}")
             shown = ", ".join(examples.get(flags, [])[:3])
             problems.append(f"{count} {mode} .pyc file(s), e.g. {shown}")
