@@ -12,17 +12,16 @@ nox.options.sessions = ["lint", "tests"]
 PYTHON = "3.11"
 
 
-def _forge(session: nox.Session, command: str) -> None:
-    session.install("-q", "-e", ".")
-    session.run("python", "-m", "vllm_forge.cli", command, *session.posargs)
+def _forge(session: nox.Session, command: str, *, extra: str = "", deps: tuple = ()) -> None:
+    """Install the package (an extra, more requirements) and run one subcommand of its CLI."""
+    session.install("-q", "-e", f".{extra}", *deps)
+    session.run("vllm-forge", command, *session.posargs)
 
 
 @nox.session(python=False)
 def setup(session: nox.Session) -> None:
     """Install docker.io, podman, mmdebstrap and friends from Debian and start dockerd (root)."""
-    session.run(
-        "python3", "-c", "from vllm_forge.cli import main; raise SystemExit(main(['setup']))"
-    )
+    session.run("python3", "-m", "vllm_forge.cli", "setup", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -58,8 +57,7 @@ def probe(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def verify(session: nox.Session) -> None:
     """Check a built image against versions.toml: pins, sm_120 coverage, hygiene, labels, size, GPU."""
-    session.install("-q", "-e", ".[test]")
-    session.run("python", "-m", "vllm_forge.verify", *session.posargs)
+    _forge(session, "verify", extra="[verify]")
 
 
 @nox.session(python=PYTHON)
@@ -77,8 +75,7 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def clean(session: nox.Session) -> None:
     """Remove every localhost/vllm-forge* image and bound the engines' build caches (8 GB)."""
-    session.install("-q", "-e", ".")
-    session.run("python", "-m", "vllm_forge.cli", "clean", *session.posargs)
+    _forge(session, "clean")
 
 
 @nox.session(python=PYTHON)
@@ -89,16 +86,14 @@ def jobs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lock(session: nox.Session) -> None:
-    """Re-lock profiles whose hash-pinned lock is stale (uv; --all, --upgrade)."""
-    session.install("-q", "-e", ".", "uv")
-    session.run("python", "-m", "vllm_forge.cli", "lock", "--all", *session.posargs)
+    """Re-lock profiles whose hash-pinned lock is stale (uv): every profile, or --profile; --upgrade re-resolves."""
+    _forge(session, "lock", deps=("uv",))
 
 
 @nox.session(python=PYTHON)
 def bump(session: nox.Session) -> None:
     """Move the pins forward (base digests, vLLM/torch/FlashInfer), then re-lock (--dry-run, --check)."""
-    session.install("-q", "-e", ".", "uv")
-    session.run("python", "-m", "vllm_forge.bump", *session.posargs)
+    _forge(session, "bump", deps=("uv",))
 
 
 @nox.session(python=PYTHON)

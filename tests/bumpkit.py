@@ -211,7 +211,8 @@ class FakeRegistryState:
     token: str = "t0k3n"
     service: str | None = "fake-registry"
     token_refused: bool = False  # the token service hands out a token the registry rejects
-    rate_limited: int = 0  # answer this many requests with 429 first
+    rate_limited: int = 0  # answer this many requests with `refusal` first
+    refusal: int = 429
     retry_after: str = "0"
     raw_tags_body: bytes | None = None  # serve this as tags/list instead
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, auth
@@ -232,7 +233,7 @@ def fake_registry_handler(state: FakeRegistryState, base_holder: list[str]) -> t
                 return self._token(parse_qs(url.query))
             if state.rate_limited > 0:
                 state.rate_limited -= 1
-                return self.reply(429, b"{}", {"Retry-After": state.retry_after})
+                return self.reply(state.refusal, b"{}", {"Retry-After": state.retry_after})
             if self.headers.get("Authorization") != f"Bearer {state.token}":
                 challenge = f'Bearer realm="{base_holder[0]}/token"'
                 if state.service:
@@ -319,6 +320,7 @@ class IndexState:
     directory: Path
     yanked: set[str] = field(default_factory=set)
     html_only: bool = False
+    unavailable: int = 0  # answer this many requests with 503 first
     seen: list[tuple[str, str, int]] = field(default_factory=list)  # path, Range, status
 
 
@@ -330,12 +332,19 @@ def index_handler(state: IndexState) -> type:
     class Handler(QuietHandler):
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
+            if state.unavailable > 0:
+                state.unavailable -= 1
+                self._log(503)
+                return self.reply(503)
             if path.startswith("/simple/"):
                 return self._project(path.split("/")[2])
             if path.startswith("/files/"):
                 return self._file(path.removeprefix("/files/"))
             self._log(404)
             self.reply(404)
+
+        def do_HEAD(self) -> None:  # uv asks whether the file server takes Range requests
+            self.do_GET()
 
         def _log(self, status: int) -> None:
             state.seen.append((self.path, self.headers.get("Range", ""), status))
@@ -387,7 +396,7 @@ def index_handler(state: IndexState) -> type:
             match = re.fullmatch(r"bytes=(\d*)-(\d*)", wanted)
             if not match:
                 self._log(200)
-                return self.reply(200, data)
+                return self.reply(200, data, {"Accept-Ranges": "bytes"})
             first, last = match.groups()
             if first == "":
                 start, end = max(0, len(data) - int(last)), len(data) - 1

@@ -1,4 +1,4 @@
-"""Architecture coverage (vllm_forge.archcheck) and the kernel probe, without a GPU.
+"""Architecture coverage (vllm_forge.verify.archcheck) and the kernel probe, without a GPU.
 
 The parser tests run on cuobjdump output captured from real binaries. The rest use the real
 tools: a CUDA 13 toolkit and cuobjdump pip-installed from the package index into build/.cache
@@ -16,22 +16,22 @@ from pathlib import Path
 import pytest
 
 import vllm_forge
-from vllm_forge.archcheck import (
+from vllm_forge.cuda_arch import nvcc_gencode_flags, parse_arch_list
+from vllm_forge.errors import IndexError_, VerifyError
+from vllm_forge.verify.archcheck import (
     NO_DEVICE_CODE,
     CoverageReport,
     CudaContents,
     coverage,
     ensure_cuobjdump,
     file_coverage,
-    list_elf_arches,
+    list_contents,
     parse_cuobjdump_listing,
     pip_install_target,
     required_targets,
     satisfies,
     sorted_targets,
 )
-from vllm_forge.cuda_arch import nvcc_gencode_flags, parse_arch_list
-from vllm_forge.errors import IndexError_, VerifyError
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "build" / ".cache"
@@ -247,7 +247,7 @@ def test_coverage_of_a_library_built_without_sm120_reports_it_missing(
 @pytest.mark.network
 def test_coverage_of_a_library_built_for_sm120_is_ok(cuda_home, cuobjdump, tmp_path):
     lib = _build_shared_object(cuda_home, "12.0", tmp_path / "libsm120.so")
-    assert list_elf_arches(lib, cuobjdump) == {"sm_120"}
+    assert list_contents(lib, cuobjdump).sass == {"sm_120"}
     report = coverage([lib], required_targets("12.0"), cuobjdump)
     assert report.ok, report.failure_message()
     assert report.files[0].extra == frozenset()
@@ -309,7 +309,7 @@ def test_probe_without_gpu_exits_3_and_says_no_gpu_or_no_driver(cuda_home, cuobj
     assert report["gpus"] == []
 
     # The binary carries what it says, and nothing else (no default-arch device-link cubin).
-    assert list_elf_arches(probe, cuobjdump) == {"sm_120"}
+    assert list_contents(probe, cuobjdump).sass == {"sm_120"}
 
 
 @pytest.mark.network
@@ -317,7 +317,7 @@ def test_probe_rebuilds_when_the_arch_list_changes(cuda_home, cuobjdump, tmp_pat
     env_json = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # no GPU, whatever the machine
     for arch_list, sm in (("9.0", "sm_90"), ("12.0", "sm_120")):
         probe = _make_probe(cuda_home, arch_list, tmp_path)
-        assert list_elf_arches(probe, cuobjdump) == {sm}
+        assert list_contents(probe, cuobjdump).sass == {sm}
         out = subprocess.run(
             [str(probe), "--json"], capture_output=True, text=True, check=False, env=env_json
         )

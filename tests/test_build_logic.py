@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_forge import build, buildsecrets, pyindex
+from vllm_forge import build, buildsecrets
 from vllm_forge.engines import Engine
 from vllm_forge.errors import ConfigError
 
@@ -49,27 +49,6 @@ def test_replay_script_is_valid_shell_and_replaces_the_temporary_secrets(tmp_pat
     assert 'id=pip-ca,src="$FORGE_PIP_CA"' in script and "DOCKER_BUILDKIT=1 " in script
     assert "'A=b c'" in script
     assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
-
-
-def test_pip_conf_keeps_only_what_a_build_can_reach(monkeypatch):
-    listing = (
-        "global.cert='/etc/ssl/certs/ca-certificates.crt'\n"
-        "global.extra-index-url='file:///opt/pypi/simple https://mirror.example/simple'\n"
-        "global.find-links='/opt/wheels'\n"
-        "global.index-url='https://global.example/simple'\n"
-        "user.index-url='https://user.example/simple'\n"
-    )
-    monkeypatch.setattr(pyindex, "_pip_config_list", lambda _pip: listing)
-    settings = buildsecrets.user_pip_settings({})
-    assert settings.index_url == "https://user.example/simple"  # user scope beats global
-    assert settings.extra_index_urls == ("https://mirror.example/simple",)  # file:// dropped
-    text = buildsecrets.pip_conf_text(settings)
-    assert (
-        "cert = /run/secrets/pip-ca" in text and "index-url = https://user.example/simple" in text
-    )
-    assert "file://" not in text and "find-links" not in text
-    from_env = buildsecrets.user_pip_settings({"PIP_INDEX_URL": "https://env.example/simple"})
-    assert from_env.index_url == "https://env.example/simple"
 
 
 def test_ca_bundle_choice(tmp_path):

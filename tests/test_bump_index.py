@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,12 +11,20 @@ from pathlib import Path
 
 import pytest
 import requests
-from bumpkit import IndexState, docker_registry, index_handler, make_wheel, push_image, serve
+from bumpkit import (
+    IndexState,
+    docker_registry,
+    free_port,
+    index_handler,
+    make_wheel,
+    push_image,
+    serve,
+)
 
-from vllm_forge import bump
-from vllm_forge.errors import IndexError_, OutdatedError
-from vllm_forge.pyindex import RangeFile, SimpleIndex, index_url_from_pip, read_wheel_metadata
-from vllm_forge.solve import Target, solve
+from vllm_forge import cli, pipconfig
+from vllm_forge.bump.pyindex import RangeFile, SimpleIndex, read_wheel_metadata
+from vllm_forge.bump.solve import Target, solve
+from vllm_forge.errors import ConfigError, IndexError_, OutdatedError
 
 TORCH = "cp312-cp312-manylinux_2_28_x86_64"
 ANY = "py3-none-any"
@@ -61,6 +70,10 @@ def build_index(directory: Path) -> IndexState:
     for version in ("0.6.8", "0.6.6", "0.6.5"):
         make_wheel(directory, "flashinfer-python", version, ANY, ["torch"])
         make_wheel(directory, "flashinfer-cubin", version, ANY, [])
+    # What the stack requires besides itself, so that uv can lock it from this index alone.
+    for name, version in (("requests", "2.32.0"), ("filelock", "3.13.0")):
+        make_wheel(directory, name, version, ANY, [])
+    make_wheel(directory, "nvidia-cuda-runtime-cu12", "12.8.90", "py3-none-manylinux_2_17_x86_64")
     return IndexState(directory=directory, yanked={f"vllm-0.19.3-{vllm}.whl"})
 
 
@@ -136,11 +149,15 @@ def test_solver_over_http_refuses_cuda13_torch_and_reads_only_what_it_needs(inde
 
 
 def test_unreachable_index_is_one_line():
-    from bumpkit import free_port
-
     with pytest.raises(IndexError_, match="cannot reach the package index") as info:
         SimpleIndex(f"http://127.0.0.1:{free_port()}/simple", timeout_s=2).files("vllm")
     assert "\n" not in str(info.value)
+
+
+def test_index_answering_503_is_retried_by_the_default_session(index: LoopbackIndex):
+    index.state.unavailable = 2
+    assert SimpleIndex(index.url).files("torch")
+    assert [status for _, _, status in index.state.seen[:3]] == [503, 503, 200]
 
 
 # ---------------------------------------------------------------------------- the whole bump
@@ -149,6 +166,7 @@ PINS = """\
 
 [project]
 default_profile = "rtx5090"
+source_date_epoch = 1764201600
 
 [cuda]
 version = "12.8"
@@ -160,6 +178,7 @@ runtime = "{runtime}"  # re-pushed upstream
 
 [python]
 version = "3.12"
+platform = "x86_64-manylinux_2_39"
 
 [torch]
 version = "2.9.0"
@@ -170,13 +189,30 @@ index_url = "{index}"
 [flashinfer]
 version = "0.6.5"
 packages = ["flashinfer-python", "flashinfer-cubin"]
+jit_cache = "source"
 git_url = "https://example.invalid/flashinfer.git"
 revision = "{revision}"  # tag v0.6.5
+cuda_arch_list = "12.0a"
 
 [vllm]
 version = "0.18.0"
 source = "sdist"
 sdist_sha256 = "{old_sha}"
+git_url = "https://example.invalid/vllm.git"
+revision = ""
+
+[toolchain]
+nvcc = "image"
+nvcc_package = ""
+
+[build]
+torch_cuda_arch_list = "12.0"
+max_jobs = "auto"
+nvcc_threads = 1
+ccache_max_size = "20G"
+
+[budget]
+slim_max_gb = 20
 
 [profiles.rtx5090]
 description = "default"
@@ -184,12 +220,20 @@ description = "default"
 [profiles.cudnn.images]
 devel = "{cudnn}"
 
+[profiles.local]
+description = "bases made here"
+
 [profiles.local.images]
 devel = "localhost/vllm-forge/debian:bookworm"
 runtime = "localhost/vllm-forge/debian:bookworm"
+
+[profiles.local.base]
+suite = "bookworm"
+image = "localhost/vllm-forge/debian:bookworm"
 """
 
 REVISION = "70b142b75b46aa56e7f675a8e6ec1a977352c91f"
+PROFILES = ("rtx5090", "cudnn", "local")
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +255,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
 
 
 @pytest.fixture
-def pins(tmp_path: Path, index: LoopbackIndex, registry) -> tuple[Path, str, dict[str, str]]:
+def pins(
+    tmp_path: Path, index: LoopbackIndex, registry, monkeypatch
+) -> tuple[Path, str, dict[str, str]]:
     host, digests = registry
     text = PINS.format(
         devel=f"{host}/nvidia/cuda:12.8.0-devel-ubuntu24.04@{digests['12.8.0-devel-ubuntu24.04']}",
@@ -222,16 +268,29 @@ def pins(tmp_path: Path, index: LoopbackIndex, registry) -> tuple[Path, str, dic
         revision=REVISION,
         old_sha="0" * 64,
     )
-    path = tmp_path / "versions.toml"
+    project = tmp_path / "project"
+    project.mkdir()
+    path = project / "versions.toml"
     path.write_text(text)
+    # The re-lock after a write: uv resolves from the loopback index alone (pip's index is the
+    # user's pip configuration: here only the environment), with a cache of its own.
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", index.url)
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
     return path, host, digests
 
 
-def test_bump_moves_every_pin_and_keeps_the_layout(pins, capsys):
+def bump(path: Path, *args: str) -> int:
+    return cli.main(["bump", "--pins", str(path), *args])
+
+
+def test_bump_moves_every_pin_keeps_the_layout_and_relocks(pins, capsys):
     path, host, digests = pins
     before = path.read_text()
-    assert bump.main(["--file", str(path)]) == 0
-    out = capsys.readouterr().out
+    assert bump(path) == 0
+    captured = capsys.readouterr()
+    out = captured.out
     after = path.read_text()
 
     def pinned(tag: str) -> str:
@@ -263,15 +322,48 @@ def test_bump_moves_every_pin_and_keeps_the_layout(pins, capsys):
     assert "refused vllm 0.20.0: torch 2.11.0 is a CUDA 13.0 build" in out
     assert f"flashinfer.revision is still {REVISION}" in out and "by hand" in out
     assert "localhost/" not in out
+    # The locks follow, beside this pins file (the Project decides where), one per profile.
+    locks = path.parent / "locks"
+    assert captured.err == ""
+    for profile in PROFILES:
+        lock = (locks / f"{profile}.txt").read_text()
+        assert "vllm==0.19.1" in lock and "torch==2.10.0" in lock and "--hash=sha256:" in lock
+        assert f"lock: wrote {locks / profile}.txt" in out
 
 
 def _index_url(text: str) -> str:
     return text.split('index_url = "', 1)[1].split('"', 1)[0]
 
 
+def test_a_failed_relock_is_reported_and_the_pins_stay_written(pins, capsys, monkeypatch):
+    path, _, _ = pins
+    monkeypatch.setattr("vllm_forge.lock.uv_binary", _no_uv)
+    assert bump(path, "--packages-only") == 0
+    captured = capsys.readouterr()
+    assert 'version = "0.19.1"' in path.read_text()
+    assert "is updated but the locks are not (uv is not installed" in captured.err
+    assert captured.err.count("\n") == 1
+
+
+def _no_uv() -> str:
+    raise ConfigError("uv is not installed: pip install uv")
+
+
+def test_a_tag_without_digest_is_pinned(pins, capsys):
+    path, host, digests = pins
+    unpinned = f"{host}/nvidia/cuda:12.8.1-devel-ubuntu24.04"
+    path.write_text(path.read_text().replace(_line(path, "devel"), f'devel = "{unpinned}"'))
+    assert bump(path, "--images-only", "--dry-run") == 0
+    assert f'+devel = "{unpinned}@{digests["12.8.1-devel-ubuntu24.04"]}"' in capsys.readouterr().out
+
+
+def _line(path: Path, key: str) -> str:
+    return next(ln for ln in path.read_text().splitlines() if ln.startswith(f"{key} = "))
+
+
 def test_allow_minor_moves_to_12_9_but_never_13(pins, capsys):
     path, host, digests = pins
-    assert bump.main(["--file", str(path), "--images-only", "--allow-minor"]) == 0
+    assert bump(path, "--images-only", "--allow-minor") == 0
     after = path.read_text()
     assert f"12.9.0-devel-ubuntu24.04@{digests['12.9.0-devel-ubuntu24.04']}" in after
     assert "13.0" not in after
@@ -281,36 +373,35 @@ def test_allow_minor_moves_to_12_9_but_never_13(pins, capsys):
 def test_check_reports_outdated_and_writes_nothing(pins, capsys):
     path, _, _ = pins
     before = path.read_bytes()
-    assert bump.main(["--file", str(path), "--check"]) == OutdatedError.exit_code
+    assert bump(path, "--check") == OutdatedError.exit_code
     captured = capsys.readouterr()
-    assert "need attention" in captured.err and captured.err.startswith("error: ")
+    assert "need attention" in captured.err and captured.err.count("\n") == 1
     assert path.read_bytes() == before
-    assert bump.main(["--file", str(path)]) == 0
-    assert bump.main(["--file", str(path), "--check"]) == 0
+    assert bump(path) == 0
+    assert bump(path, "--check") == 0
     assert "all pins are current" in capsys.readouterr().out
 
 
 def test_dry_run_prints_a_diff_and_writes_nothing(pins, capsys):
     path, _, _ = pins
     before = path.read_bytes()
-    assert bump.main(["--file", str(path), "--dry-run", "--packages-only"]) == 0
+    assert bump(path, "--dry-run", "--packages-only") == 0
     out = capsys.readouterr().out
     assert '-version = "0.18.0"\n+version = "0.19.1"\n' in out
     assert out.count("+++ b/versions.toml") == 1
     assert path.read_bytes() == before
+    assert not (path.parent / "locks").exists()
 
 
 def test_unreachable_index_leaves_the_file_untouched(pins, capsys):
     path, _, _ = pins
-    from bumpkit import free_port
-
     broken = path.read_text().replace(
         _index_url(path.read_text()), f"http://127.0.0.1:{free_port()}/s"
     )
     path.write_text(broken)
-    assert bump.main(["--file", str(path)]) == IndexError_.exit_code
+    assert bump(path) == IndexError_.exit_code
     err = capsys.readouterr().err
-    assert err.startswith("error: cannot reach the package index") and err.count("\n") == 1
+    assert "cannot reach the package index" in err and err.count("\n") == 1
     assert path.read_text() == broken
 
 
@@ -318,7 +409,7 @@ def test_unreachable_index_leaves_the_file_untouched(pins, capsys):
 @pytest.mark.network
 def test_what_the_bump_would_choose_today_on_the_real_index():
     found = solve(
-        SimpleIndex(index_url_from_pip(), timeout_s=60),
+        SimpleIndex(pipconfig.index_url(), timeout_s=60),
         Target(python="3.12", cuda="12.8"),
         need_sdist=True,
     )

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
 from bumpkit import FakeRegistryState, docker_registry, fake_registry, free_port, push_image
 
+from vllm_forge.bump import http
+from vllm_forge.bump.registry import RegistryClient
 from vllm_forge.errors import RegistryError
-from vllm_forge.registry import RegistryClient, RetryPolicy, parse_ref
+from vllm_forge.pins import ImageRef
 
 VERSIONS = ("12.8.0", "12.8.1", "12.9.0", "13.0.1")
 SUFFIXES = (
@@ -19,6 +22,10 @@ SUFFIXES = (
     "-runtime-ubuntu22.04",
 )
 DIGEST = "sha256:" + "0" * 64
+
+
+def parse_ref(text: str) -> ImageRef:
+    return ImageRef.parse(text, "[images].devel", need_digest=False)
 
 
 class CudaRegistry:
@@ -115,19 +122,39 @@ def test_head_of_deleted_tag_is_none_and_known_tag_gives_digest():
 
 
 def test_429_is_retried_after_the_time_it_asks_for():
-    state = FakeRegistryState(tags=_tags(2), rate_limited=2, retry_after="3")
-    waits: list[float] = []
+    state = FakeRegistryState(tags=_tags(2), rate_limited=2, retry_after="1")
     with fake_registry(state) as host:
-        client = RegistryClient(sleep=waits.append, retry=RetryPolicy(attempts=3, max_wait_s=5))
-        assert len(client.list_tags(parse_ref(f"{host}/nvidia/cuda:12.8.0-x"))) == 2
-    assert waits == [3, 3]
+        started = time.monotonic()
+        assert len(RegistryClient().list_tags(parse_ref(f"{host}/nvidia/cuda:12.8.0-x"))) == 2
+        waited = time.monotonic() - started
+    assert waited >= 1.9  # Retry-After: 1, twice
+    assert [m for m, p, _ in state.seen if "tags/list" in p].count("GET") >= 3
 
 
-def test_429_with_long_retry_after_says_how_long_to_wait():
+def test_429_with_long_retry_after_gives_up_at_once_and_says_how_long_to_wait():
     state = FakeRegistryState(tags=_tags(2), rate_limited=5, retry_after="120")
+    started = time.monotonic()
     with fake_registry(state) as host, pytest.raises(RegistryError) as info:
-        RegistryClient(sleep=pytest.fail).list_tags(parse_ref(f"{host}/nvidia/cuda:12.8.0-x"))
-    assert "wait 120 s" in str(info.value) and "\n" not in str(info.value)
+        RegistryClient().list_tags(parse_ref(f"{host}/nvidia/cuda:12.8.0-x"))
+    assert time.monotonic() - started < 10
+    assert "(429): wait 120 s" in str(info.value) and "\n" not in str(info.value)
+    assert state.rate_limited == 4  # one request, no retry
+
+
+def test_5xx_is_retried_a_bounded_number_of_times_then_named():
+    state = FakeRegistryState(tags=_tags(2), rate_limited=50, refusal=503)
+    with fake_registry(state) as host, pytest.raises(RegistryError, match="answered 503") as info:
+        client = RegistryClient(http.session(attempts=3, backoff_factor=0))
+        client.list_tags(parse_ref(f"{host}/nvidia/cuda:12.8.0-x"))
+    assert state.rate_limited == 50 - 4  # the request and three retries
+    assert "\n" not in str(info.value)
+
+
+def test_a_passing_5xx_is_retried_away():
+    state = FakeRegistryState(tags=_tags(2), rate_limited=2, refusal=502)
+    with fake_registry(state) as host:
+        client = RegistryClient(http.session(backoff_factor=0))
+        assert len(client.list_tags(parse_ref(f"{host}/nvidia/cuda:12.8.0-x"))) == 2
 
 
 def test_401_even_with_a_token_is_one_line():

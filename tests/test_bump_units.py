@@ -1,8 +1,9 @@
-"""Pure logic of the bump: refs, headers, tag choice, version solving, the atomic write."""
+"""Pure logic of the bump: refs, headers, tag choice, version solving, the file, validation."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,56 +11,46 @@ import tomlkit
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from vllm_forge import bump
-from vllm_forge.cudatags import choose_tag, decide, parse_cuda_tag
-from vllm_forge.errors import ConfigError, IndexError_, RegistryError
-from vllm_forge.pyindex import (
-    Dist,
-    Metadata,
-    _index_url_from_config,
-    index_url_from_pip,
-    make_dist,
-    parse_metadata,
-    parse_project_html,
-)
-from vllm_forge.registry import (
-    api_base,
-    parse_challenge,
-    parse_link_next,
-    parse_ref,
-    retry_after_seconds,
-)
-from vllm_forge.solve import Target, best_wheel, cuda_of_torch, exact_pin, solve
+from vllm_forge import bump, cli
+from vllm_forge.bump.cudatags import choose_tag, decide, parse_cuda_tag
+from vllm_forge.bump.http import retry_after_s
+from vllm_forge.bump.pyindex import Dist, Metadata, make_dist, parse_metadata, parse_project_html
+from vllm_forge.bump.registry import api_base, parse_challenge, parse_link_next
+from vllm_forge.bump.solve import Target, best_wheel, cuda_of_torch, exact_pin, solve
+from vllm_forge.errors import ConfigError, IndexError_
+from vllm_forge.pins import DOCKER_HUB, ImageRef
 
+ROOT = Path(__file__).resolve().parents[1]
 DIGEST = "sha256:" + "ab" * 32
 
 
 # ---------------------------------------------------------------------------- refs and headers
 def test_ref_on_docker_hub_keeps_name_as_written():
-    ref = parse_ref(f"nvidia/cuda:12.8.1-devel-ubuntu24.04@{DIGEST}")
-    assert (ref.host, ref.repository, ref.tag, ref.digest) == (
-        "docker.io",
+    ref = ImageRef.parse(f"nvidia/cuda:12.8.1-devel-ubuntu24.04@{DIGEST}", "[images].devel")
+    assert (ref.registry, ref.repository, ref.tag, ref.digest) == (
+        DOCKER_HUB,
         "nvidia/cuda",
         "12.8.1-devel-ubuntu24.04",
         DIGEST,
     )
-    assert str(ref.with_tag("12.8.2-devel-ubuntu24.04", DIGEST)) == (
+    assert ref.with_tag("12.8.2-devel-ubuntu24.04", DIGEST).raw == (
         f"nvidia/cuda:12.8.2-devel-ubuntu24.04@{DIGEST}"
     )
 
 
 def test_single_name_gets_library_prefix():
-    assert parse_ref("ubuntu:24.04").repository == "library/ubuntu"
+    ref = ImageRef.parse("ubuntu:24.04", "k", need_digest=False)
+    assert (ref.registry, ref.repository, ref.digest) == (DOCKER_HUB, "library/ubuntu", None)
 
 
 @pytest.mark.parametrize(
     ("text", "host", "repository", "base"),
     [
         (
-            "nvcr.io/nvidia/cuda:12.8.1-base-ubuntu24.04",
-            "nvcr.io",
+            f"registry.example/nvidia/cuda:12.8.1-base-ubuntu24.04@{DIGEST}",
+            "registry.example",
             "nvidia/cuda",
-            "https://nvcr.io",
+            "https://registry.example",
         ),
         (
             f"127.0.0.1:5000/nvidia/cuda:12.8.1-devel-ubuntu24.04@{DIGEST}",
@@ -67,27 +58,42 @@ def test_single_name_gets_library_prefix():
             "nvidia/cuda",
             "http://127.0.0.1:5000",
         ),
-        ("localhost:5000/x/y:1", "localhost:5000", "x/y", "http://localhost:5000"),
-        ("ghcr.io/o/r:1.0", "ghcr.io", "o/r", "https://ghcr.io"),
+        (f"localhost:5000/x/y:1@{DIGEST}", "localhost:5000", "x/y", "http://localhost:5000"),
+        (
+            f"registry.example:8443/o/r:1.0@{DIGEST}",
+            "registry.example:8443",
+            "o/r",
+            "https://registry.example:8443",
+        ),
     ],
 )
 def test_ref_with_registry_host(text, host, repository, base):
-    ref = parse_ref(text)
-    assert (ref.host, ref.repository) == (host, repository)
-    assert api_base(ref.host) == base
+    ref = ImageRef.parse(text, "[images].devel")
+    assert (ref.registry, ref.repository) == (host, repository)
+    assert api_base(ref.registry) == base
+    assert not ref.local
 
 
-def test_docker_hub_api_host_is_not_docker_io():
-    assert api_base("docker.io").startswith("https://registry-1.")
+def test_docker_hub_api_host_is_not_the_registry_name():
+    assert api_base(DOCKER_HUB).startswith("https://") and api_base(DOCKER_HUB) != (
+        f"https://{DOCKER_HUB}"
+    )
 
 
 @pytest.mark.parametrize(
-    "text",
-    ["nvidia/cuda", "nvidia/cuda@" + DIGEST, "nvidia/cuda:12.8@sha256:short", "Nvidia/cuda:1"],
+    ("text", "message"),
+    [
+        ("nvidia/cuda", "has no tag"),
+        ("nvidia/cuda@" + DIGEST, "has no tag"),
+        ("nvidia/cuda:12.8@sha256:short", "is not 'sha256:' followed by 64"),
+        ("Nvidia/cuda:1@" + DIGEST, "is not a repository name"),
+        ("nvidia/cuda:-bad@" + DIGEST, "is not a valid tag"),
+    ],
 )
-def test_malformed_refs_are_one_line_errors(text):
-    with pytest.raises(RegistryError) as info:
-        parse_ref(text)
+def test_malformed_refs_are_one_line_config_errors(text, message):
+    with pytest.raises(ConfigError) as info:
+        ImageRef.parse(text, "[images].devel", need_digest=False)
+    assert message in str(info.value) and str(info.value).startswith("[images].devel: ")
     assert "\n" not in str(info.value)
 
 
@@ -114,15 +120,17 @@ def test_bearer_challenge_with_and_without_service():
         "scope": "repository:nvidia/cuda:pull",
     }
     nvcr = parse_challenge(
-        'Bearer realm="https://nvcr.example/proxy_auth",scope="repository:x:pull"'
+        'Bearer realm="https://other.example/proxy_auth",scope="repository:x:pull"'
     )
     assert nvcr is not None and "service" not in nvcr
     assert parse_challenge('Basic realm="x"') is None
 
 
-def test_retry_after_reads_seconds_and_defaults_on_dates():
-    assert retry_after_seconds("7") == 7
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", default=60) == 60
+def test_retry_after_reads_seconds_and_dates():
+    assert retry_after_s({"Retry-After": "7"}) == 7
+    assert retry_after_s({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0  # in the past
+    assert retry_after_s({"Retry-After": "soon"}) is None
+    assert retry_after_s({}) is None
 
 
 # ---------------------------------------------------------------------------- tag choice
@@ -154,7 +162,7 @@ def test_deleted_tag_without_siblings_gives_none():
 
 
 def test_non_version_tag_is_refused_with_one_line():
-    with pytest.raises(RegistryError, match="by hand"):
+    with pytest.raises(ConfigError, match="by hand"):
         choose_tag("latest", TAGS)
 
 
@@ -201,23 +209,6 @@ def test_deleted_current_tag_is_reported():
 
 
 # ---------------------------------------------------------------------------- index data
-def test_pip_config_precedence_and_env():
-    listing = (
-        "global.index-url='https://global.example/simple'\n"
-        "user.index-url='https://user.example/simple'\n"
-        "global.extra-index-url='file:///x'\n"
-    )
-    assert _index_url_from_config(listing) == "https://user.example/simple"
-    assert index_url_from_pip({"PIP_INDEX_URL": "http://e.example/s"}) == "http://e.example/s"
-    assert index_url_from_pip({}, run=lambda pip: listing) == "https://user.example/simple"
-
-
-def test_pip_default_index_comes_from_pip_itself():
-    from pip._internal.models.index import PyPI
-
-    assert index_url_from_pip({}, run=lambda pip: "") == PyPI.simple_url
-
-
 def test_html_page_gives_hashes_and_yanks():
     html = (
         '<a href="../../f/vllm-0.19.1-cp38-abi3-manylinux_2_31_x86_64.whl#sha256=aa" '
@@ -397,11 +388,6 @@ def test_apply_keeps_comments_and_writes_where_the_profile_reads():
     assert bump.apply(doc, changes) == PINS.replace('"2.9.0"', '"2.10.0"')
 
 
-def test_unknown_profile_is_a_config_error():
-    with pytest.raises(ConfigError, match="known: p, q"):
-        bump.profile_name(tomlkit.parse(PINS).unwrap(), "nope")
-
-
 def test_crash_between_write_and_rename_leaves_file_byte_identical(tmp_path: Path, monkeypatch):
     target = tmp_path / "versions.toml"
     target.write_bytes(PINS.encode())
@@ -425,8 +411,86 @@ def test_atomic_write_replaces_and_keeps_mode(tmp_path: Path):
     assert target.stat().st_mode & 0o777 == 0o640
 
 
-def test_main_reports_config_errors_as_one_line(tmp_path: Path, capsys):
-    code = bump.main(["--file", str(tmp_path / "missing.toml")])
+# ---------------------------------------------------------------------------- validation
+@pytest.fixture
+def project_pins(tmp_path: Path) -> Path:
+    """A copy of the project's own versions.toml, to break one key at a time."""
+    path = tmp_path / "versions.toml"
+    shutil.copy(ROOT / "versions.toml", path)
+    return path
+
+
+def _set(path: Path, table: str, key: str, value: str) -> None:
+    doc = tomlkit.parse(path.read_text())
+    doc[table][key] = value
+    path.write_text(tomlkit.dumps(doc))
+
+
+def _bump(path: Path, *args: str) -> int:
+    return cli.main(["bump", "--pins", str(path), *args])
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value", "message"),
+    [
+        ("python", "platform", "linux-x86_64", "[python].platform = 'linux-x86_64'; write e.g."),
+        ("python", "version", "3", "[python].version = '3'; write e.g. '3.12'"),
+        (
+            "images",
+            "devel",
+            "nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:abc",
+            "[images].devel: digest 'sha256:abc' is not 'sha256:' followed by 64",
+        ),
+        ("images", "runtime", "nvidia/cuda:latest", "[images].runtime: tag 'latest' is not a CUDA"),
+        ("vllm", "source", "pypi", "[vllm].source = 'pypi'; accepted"),
+    ],
+)
+def test_bump_refuses_what_render_refuses_with_exit_2_and_one_line(
+    project_pins: Path, capsys, table, key, value, message
+):
+    _set(project_pins, table, key, value)
+    before = project_pins.read_bytes()
+    assert _bump(project_pins, "--check") == ConfigError.exit_code
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert project_pins.read_bytes() == before
+
+
+def test_unknown_profile_is_a_config_error_that_lists_the_known_ones(project_pins: Path, capsys):
+    assert _bump(project_pins, "--profile", "nope", "--dry-run") == ConfigError.exit_code
+    assert "known profiles: debian-pypi, rtx5090" in capsys.readouterr().err
+
+
+def test_validation_lets_a_tag_without_digest_through_for_bump_to_pin():
+    doc = tomlkit.parse((ROOT / "versions.toml").read_text()).unwrap()
+    doc["images"]["devel"] = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
+    assert bump.validate(doc, None).profile == "rtx5090"
+    doc["images"]["devel"] = "nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:abc"
+    with pytest.raises(ConfigError, match="is not 'sha256:'"):
+        bump.validate(doc, None)
+
+
+def test_missing_pins_file_is_one_line(tmp_path: Path, capsys):
+    assert _bump(tmp_path / "missing.toml") == ConfigError.exit_code
     err = capsys.readouterr().err
-    assert code == ConfigError.exit_code
-    assert err.startswith("error: cannot read") and err.count("\n") == 1
+    assert "missing.toml: not found" in err and err.count("\n") == 1
+
+
+def test_bump_options_leave_pins_and_profile_to_the_cli():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    bump.add_arguments(parser)
+    args = parser.parse_args(["--check", "--images-only", "--allow-minor"])
+    assert (args.check, args.dry_run, args.images_only, args.packages_only) == (
+        True,
+        False,
+        True,
+        False,
+    )
+    for taken in ("--pins", "--profile", "--file"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([taken, "x"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--check", "--dry-run"])

@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT, engine_or_skip
 
 from vllm_forge import build, jobs, pins
+from vllm_forge.project import Project
 
 pytestmark = pytest.mark.engine
 
@@ -37,7 +38,7 @@ def built(request, reachable_pins, tmp_path_factory):
     """Builder and slim images of the reachable profile on one engine, built for real."""
     engine = engine_or_skip(request.param)
     plan = jobs.plan_here(nvcc_threads=1, gencode_targets=1, requested=None)
-    paths = build.Paths(root=ROOT)
+    project = Project.at(ROOT / "versions.toml")
     tags = {
         target: TEST_TAG.format(profile=PROFILE, target=target, engine=engine.name)
         for target in ("builder", "runtime", "kernel-probe")
@@ -46,7 +47,7 @@ def built(request, reachable_pins, tmp_path_factory):
     try:
         for target in ("builder", "runtime"):
             summaries[target] = build.build_image(
-                engine, reachable_pins, target=target, tag=tags[target], jobs=plan, paths=paths
+                engine, reachable_pins, target=target, tag=tags[target], jobs=plan, project=project
             )
         yield engine, tags, summaries
     finally:
@@ -116,7 +117,7 @@ def test_ccache_persists_across_builds(built, reachable_pins):
     cannot answer): the second compile is served by ccache. Not --no-cache: docker 20.10's
     BuildKit hands --no-cache builds fresh cache mounts (measured), podman keeps them."""
     engine, tags, _ = built
-    paths = build.Paths(root=ROOT)
+    project = Project.at(ROOT / "versions.toml")
     unique = 1000 + time.time_ns() % 50_000
     runs = []
     for offset in (0, 1):
@@ -129,7 +130,7 @@ def test_ccache_persists_across_builds(built, reachable_pins):
                 target="kernel-probe",
                 tag=tags["kernel-probe"],
                 jobs=plan,
-                paths=paths,
+                project=project,
             )  # fmt: skip
         )
     second = runs[1].ccache["kernel-probe"]

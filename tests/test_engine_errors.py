@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, engine_or_skip
 
+from vllm_forge import pins
 from vllm_forge.errors import BaseImageError, EngineError
-from vllm_forge.lock import LOCK_DIR
+from vllm_forge.project import PACKAGED_LOCKS
+
+# A registry on loopback that refuses every connection (the discard port): a pull from it fails
+# at once, on any machine, so the build behind it never starts.
+REFUSING_REGISTRY = "127.0.0.1:9"
 
 
 def forge(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -62,18 +67,32 @@ def test_no_engine_installed_names_what_to_install(project, tmp_path_factory):
     assert files_under(project) == ["versions.toml"]
 
 
+def with_unreachable_bases(pins_file: Path) -> str:
+    """Point the default profile's bases at the refusing registry; return the devel image."""
+    text = pins_file.read_text()
+    doc = pins.read_document(pins_file)
+    digest = "sha256:" + "0" * 64
+    for key in ("devel", "runtime"):
+        pinned = doc["images"][key]
+        moved = f"{REFUSING_REGISTRY}/{pinned.partition('@')[0]}@{digest}"
+        assert pinned in text
+        text = text.replace(pinned, moved)
+    pins_file.write_text(text)
+    return pins.load(pins_file).devel.raw
+
+
 @pytest.mark.engine
 @pytest.mark.parametrize("engine_name", ["docker", "podman"])
 def test_unreachable_base_image_points_to_the_reachable_profile(project, engine_name):
     engine_or_skip(engine_name)
+    devel = with_unreachable_bases(project / "versions.toml")
+    assert devel.startswith(f"{REFUSING_REGISTRY}/nvidia/cuda:12.8.1-devel-")
     result = forge(
         "slim", "--engine", engine_name, "--pins", str(project / "versions.toml"), cwd=project
     )
-    if result.returncode == 0:
-        pytest.skip("the NVIDIA base image is reachable here")
     assert result.returncode == BaseImageError.exit_code, result.stderr
-    assert "cannot pull base image nvidia/cuda:12.8.1-" in result.stderr
+    assert f"cannot pull base image {REFUSING_REGISTRY}/nvidia/cuda:12.8.1-" in result.stderr
     assert "--profile debian-pypi" in result.stderr
     assert result.stderr.count("\n") == 1
     assert files_under(project) == ["versions.toml"]
-    assert not any(p.suffix == ".tmp" for p in LOCK_DIR.iterdir())
+    assert not any(p.suffix == ".tmp" for p in PACKAGED_LOCKS.iterdir())

@@ -37,12 +37,18 @@ def test_requested_value_wins():
     assert (plan.max_jobs, plan.ninja_jobs, plan.reason) == (3, 1, "requested")
 
 
-def test_cgroup_limit_lowers_memory(tmp_path):
+def _machine(tmp_path, memory_max: str):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       65536000 kB\n")
     cgroup = tmp_path / "cg"
     cgroup.mkdir()
-    (cgroup / "memory.max").write_text(str(8 * GIB))
-    assert jobs.memory_bytes(meminfo, cgroup) == 8 * GIB
-    (cgroup / "memory.max").write_text("max")
-    assert jobs.memory_bytes(meminfo, cgroup) == 65536000 * 1024
+    (cgroup / "memory.max").write_text(memory_max)
+    return meminfo, cgroup
+
+
+def test_cgroup_limit_lowers_memory(tmp_path):
+    assert jobs.memory_bytes(*_machine(tmp_path, str(8 * GIB))) == 8 * GIB
+
+
+def test_a_cgroup_without_a_limit_leaves_the_machines_memory(tmp_path):
+    assert jobs.memory_bytes(*_machine(tmp_path, "max")) == 65536000 * 1024

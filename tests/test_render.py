@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shutil
@@ -13,8 +14,10 @@ import jinja2
 import pytest
 
 from vllm_forge import pins, render
+from vllm_forge.project import Project
 
 ROOT = Path(__file__).resolve().parents[1]
+PROJECT = Project.at(ROOT / "versions.toml")
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 PROFILES = ["rtx5090", "debian-pypi"]
 
@@ -25,24 +28,52 @@ def doc() -> dict:
 
 
 def rendered(doc, profile, **overrides) -> str:
-    return render.render_dockerfile(pins.resolve(doc, profile, overrides or None))
+    return render.render_dockerfile(
+        pins.resolve(doc, profile, overrides or None), PROJECT.templates
+    )
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_same_pins_give_byte_identical_dockerfiles(doc, profile):
-    assert rendered(doc, profile) == rendered(doc, profile)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_snapshot(doc, profile):
-    """The rendered Dockerfile, reviewed as a file. UPDATE_SNAPSHOTS=1 rewrites it."""
+def test_rendering_equals_the_committed_snapshot(doc, profile):
+    """The rendered Dockerfile is the reviewed file in tests/snapshots/, byte for byte: a change
+    to the template or the pins shows up as a diff someone has to accept on purpose."""
     text = rendered(doc, profile)
     snapshot = SNAPSHOTS / f"{profile}.Dockerfile"
-    if os.environ.get("UPDATE_SNAPSHOTS"):
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         snapshot.write_text(text)
-    assert text == snapshot.read_text(), (
-        f"re-render differs from {snapshot}; review, then UPDATE_SNAPSHOTS=1"
+        pytest.skip(f"UPDATE_SNAPSHOTS=1: rewrote {snapshot.name}; review `git diff` and commit it")
+    assert snapshot.is_file(), (
+        f"no snapshot {snapshot}; write it with UPDATE_SNAPSHOTS=1 and review it before committing"
     )
+    if text != snapshot.read_text():
+        diff = difflib.unified_diff(
+            snapshot.read_text().splitlines(),
+            text.splitlines(),
+            "snapshot",
+            "rendered",
+            lineterm="",
+        )
+        pytest.fail(
+            f"the rendering of {profile} differs from {snapshot}:\n"
+            + "\n".join(list(diff)[:40])
+            + "\nif the change is intended, update the snapshots deliberately: "
+            "UPDATE_SNAPSHOTS=1 python -m pytest tests/test_render.py, then review `git diff`",
+            pytrace=False,
+        )
+
+
+def test_a_rendering_in_a_fresh_interpreter_equals_this_one(doc):
+    """Same pins, byte-identical text across processes (no set order, no clock, no hash seed)."""
+    script = (
+        "import sys; from pathlib import Path; from vllm_forge import pins, render\n"
+        "p = pins.load(Path(sys.argv[1]), 'rtx5090')\n"
+        "sys.stdout.write(render.render_dockerfile(p, Path(sys.argv[2])))\n"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script, str(PROJECT.pins_file), str(PROJECT.templates)],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )  # fmt: skip
+    assert other.stdout == rendered(doc, "rtx5090")
 
 
 def test_strict_undefined_catches_a_missing_value(doc, tmp_path):
@@ -109,11 +140,14 @@ def test_arch_list_override_reaches_every_compile(doc):
 
 
 def test_write_context_holds_everything_the_dockerfile_copies(doc, tmp_path):
-    dockerfile = render.write_context(pins.resolve(doc, "rtx5090"), tmp_path / "ctx")
-    text = dockerfile.read_text()
-    for source in re.findall(r"^COPY (?!--from)(\S+)", text, flags=re.M):
-        assert (tmp_path / "ctx" / source).exists(), source
-    assert not list((tmp_path / "ctx").rglob("*.tmp"))
+    shutil.copy(ROOT / "versions.toml", tmp_path / "versions.toml")
+    project = Project.at(tmp_path / "versions.toml")  # build/ goes under tmp_path
+    dockerfile = render.write_context(pins.resolve(doc, "rtx5090"), project)
+    context = project.context("rtx5090")
+    assert dockerfile.parent == context and context.is_relative_to(tmp_path)
+    for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile.read_text(), flags=re.M):
+        assert (context / source).exists(), source
+    assert not list(context.rglob("*.tmp"))
 
 
 @pytest.mark.parametrize("profile", PROFILES)

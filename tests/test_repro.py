@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, engine_or_skip
 
-from vllm_forge import build, jobs, manifest, pins, repro
+from vllm_forge import build, clean, engines, jobs, manifest, pins, repro
+from vllm_forge.engines import Engine
+from vllm_forge.project import Project
 
 
 def layer_tar(files: dict[str, tuple[bytes, int]]) -> tarfile.TarFile:
@@ -92,8 +94,6 @@ def test_tree_digest_changes_with_content_and_mode(tmp_path):
 
 
 def test_docker_classic_is_reported_as_not_promising_reproducible_ids():
-    from vllm_forge.engines import Engine
-
     classic = Engine(name="docker", client="docker", mode="buildkit-classic", version="20.10.24")
     buildx = Engine(name="docker", client="docker", mode="buildx", version="27.3.1")
     podman = Engine(name="podman", client="podman", mode="podman", version="4.3.1")
@@ -101,6 +101,8 @@ def test_docker_classic_is_reported_as_not_promising_reproducible_ids():
         classic
     )
     assert buildx.fixes_timestamps and podman.fixes_timestamps
+    assert "fixes timestamps (rewrite-timestamp)" in repro.promise(buildx)
+    assert "fixes timestamps (--timestamp)" in repro.promise(podman)
     assert repro.cache_mounts(classic, False).startswith("empty: docker 20.10")
     assert repro.cache_mounts(podman, False).startswith("kept from earlier builds")
     assert repro.cache_mounts(podman, True) == "emptied before each build"
@@ -125,7 +127,7 @@ def test_podman_same_inputs_same_id_and_a_changed_epoch_changes_both(tmp_path):
     engine = engine_or_skip("podman")
     doc = pins.read_document(ROOT / "versions.toml")
     plan = jobs.plan(cores=2, memory=8 * jobs.GIB, nvcc_threads=1, gencode_targets=1)
-    paths = build.Paths(root=ROOT)
+    project = Project.at(ROOT / "versions.toml")
     epochs = {"a": None, "b": None, "c": 1767225600}
     records = {}
     try:
@@ -139,7 +141,7 @@ def test_podman_same_inputs_same_id_and_a_changed_epoch_changes_both(tmp_path):
                 target="probe",
                 tag=tag,
                 jobs=plan,
-                paths=paths,
+                project=project,
                 no_cache=True,
             )
             records[name] = json.loads(Path(summary.report).read_text())
@@ -154,13 +156,10 @@ def test_podman_same_inputs_same_id_and_a_changed_epoch_changes_both(tmp_path):
 
 
 def test_cold_caches_empty_only_this_projects_podman_cache_mounts(tmp_path, monkeypatch):
-    from vllm_forge import clean
-    from vllm_forge.engines import Engine
-
     for cache_id in ("vllm-forge-ccache", "vllm-forge-apt-lists-debian-pypi-runtime", "other"):
         (tmp_path / cache_id / "sub").mkdir(parents=True)
         (tmp_path / cache_id / "sub" / "f").write_text("x")
-    monkeypatch.setattr(clean, "BUILDAH_CACHE", tmp_path)
+    monkeypatch.setattr(engines, "BUILDAH_CACHE", tmp_path)
     said = []
     podman = Engine(name="podman", client="podman", mode="podman", version="4.3.1")
     clean.empty_cache_mounts(podman, log=said.append)

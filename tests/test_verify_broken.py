@@ -2,7 +2,7 @@
 
 The broken images are a few MB, FROM the locally made Debian base, built with the real engine
 (`localhost/vllm-forge-test/broken-*`) and removed at the end. verify runs as the command line
-does (`python -m vllm_forge.verify --check ...`) and the test reads its JSON report.
+does (`python -m vllm_forge.cli verify --check ...`) and the test reads its JSON report.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from vllm_forge import engines
-from vllm_forge.archcheck import pip_install_target
 from vllm_forge.engines import BuildRequest
 from vllm_forge.errors import ForgeError, IndexError_
 from vllm_forge.verify import leaks
+from vllm_forge.verify.archcheck import pip_install_target
 from vllm_forge.verify.config import public_bundles
 
 pytestmark = pytest.mark.engine
@@ -147,7 +147,7 @@ def broken(engine, sm90_library, corp_ca, tmp_path_factory):
 
 
 def verify(engine, image, checks, tmp_path, *extra) -> tuple[int, dict, str]:
-    argv = [sys.executable, "-m", "vllm_forge.verify", "--profile", "debian-pypi"]
+    argv = [sys.executable, "-m", "vllm_forge.cli", "verify", "--profile", "debian-pypi"]
     argv += ["--engine", engine.name, "--image", image, "--report-dir", str(tmp_path)]
     for check in checks:
         argv += ["--check", check]
@@ -246,9 +246,10 @@ def test_metadata_size_triton_and_a_probe_that_passes_without_gpu_fail(engine, b
         engine, broken["meta"], checks, tmp_path / "r", "--pins", str(pins_file)
     )
     assert rc == 8, out
-    assert "label io.github.vllm-forge.vllm: expected '0.19.1', found '0.0.1'" in _failed(
-        results, "metadata_labels"
-    )
+    labels = _failed(results, "metadata_labels")
+    assert "label io.github.vllm-forge.vllm: expected '0.19.1', found '0.0.1'" in labels
+    # every other label is missing, each named on its own (torchaudio's too: torch has its value)
+    assert "label io.github.vllm-forge.torchaudio: expected '2.10.0', found no such label" in labels
     assert "found ['sh']" in _failed(results, "metadata_entrypoint")
     assert "expected `vllm --version` to print 0.19.1" in _failed(results, "metadata_vllm_version")
     assert "exit 127" in _failed(results, "metadata_vllm_serve_help")

@@ -12,11 +12,11 @@ import ssl
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
-from vllm_forge import pins
-from vllm_forge.verify import __main__ as cli
+from vllm_forge import cli, pins
 from vllm_forge.verify import expect, leaks, scripts
 from vllm_forge.verify.report import FAIL, PASS, SKIP, CheckResult, Report, table, write
 
@@ -120,8 +120,11 @@ def test_a_clean_image_has_no_hits_and_short_needles_are_refused():
 # --- expectations -----------------------------------------------------------------------------
 
 
+PINS_FILE = Path(__file__).resolve().parents[1] / "versions.toml"
+
+
 def _pins() -> pins.Pins:
-    return pins.load(pins.Path(__file__).resolve().parents[1] / "versions.toml", "debian-pypi")
+    return pins.load(PINS_FILE, "debian-pypi")
 
 
 METADATA = """\
@@ -170,6 +173,21 @@ def test_labels_must_equal_the_pins_and_carry_a_revision():
     assert any("revision: expected the source commit, found 'no such label'" in p for p in problems)
     unknown = {**wanted, "org.opencontainers.image.revision": "unknown"}
     assert any("found 'unknown'" in p for p in expect.label_problems(wanted, unknown))
+
+
+def test_a_dropped_label_is_named_though_another_label_has_the_same_value():
+    """torch and torchaudio are both 2.10.0: a comparison of values would miss this."""
+    wanted = _pins().labels()
+    assert wanted["io.github.vllm-forge.torch"] == wanted["io.github.vllm-forge.torchaudio"]
+    found = {**wanted, "org.opencontainers.image.revision": "ab12"}
+    del found["io.github.vllm-forge.torchaudio"]
+    found["io.github.vllm-forge.torchvision"] = wanted["io.github.vllm-forge.torch"]
+    problems = expect.label_problems(wanted, found)
+    assert problems[:2] == [
+        "label io.github.vllm-forge.torchaudio: expected '2.10.0', found no such label",
+        "label io.github.vllm-forge.torchvision: expected '0.25.0', found '2.10.0'",
+    ]
+    assert len(problems) == 3 and problems[2].startswith("the image was not built from these")
 
 
 def test_only_hopper_only_libraries_are_exempt_from_the_arch_list():
@@ -224,11 +242,11 @@ def test_report_table_json_and_text(tmp_path):
 
 
 def test_bad_input_is_one_line_and_exit_2_without_traceback(capsys):
-    assert cli.main(["--profile", "nope"]) == 2
+    assert cli.main(["verify", "--pins", str(PINS_FILE), "--profile", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vllm-forge: error: unknown profile 'nope'")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert cli.main(["--model", "x"]) == 2
+    assert cli.main(["verify", "--pins", str(PINS_FILE), "--model", "x"]) == 2
     assert "--model-dir and --model go together" in capsys.readouterr().err
 
 

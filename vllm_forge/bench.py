@@ -12,18 +12,19 @@ import json
 import time
 from pathlib import Path
 
-from .build import Paths, build_image, default_tag
+from .build import build_image, default_tag
 from .engines import Engine
 from .jobs import JobPlan
 from .pins import Pins
+from .project import Project
 from .render import render_dockerfile
 
 
-def run_bench(engine: Engine, pins: Pins, *, paths: Paths, jobs: JobPlan, echo=print) -> dict:
+def run_bench(engine: Engine, pins: Pins, *, project: Project, jobs: JobPlan, echo=print) -> dict:
     quiet = lambda _line: None  # noqa: E731 - the build logs still go to build/logs
     start = time.perf_counter()
     for _ in range(100):
-        render_dockerfile(pins)
+        render_dockerfile(pins, project.templates)
     results: dict = {"render_ms": (time.perf_counter() - start) * 10}
     probe_tag = f"localhost/vllm-forge-bench:{pins.profile}-probe"
     # Two compiles the layer cache cannot answer (MAX_JOBS values no build used before), not
@@ -32,7 +33,7 @@ def run_bench(engine: Engine, pins: Pins, *, paths: Paths, jobs: JobPlan, echo=p
     try:
         probe = [
             build_image(
-                engine, pins, target="kernel-probe", tag=probe_tag, paths=paths, echo=quiet,
+                engine, pins, target="kernel-probe", tag=probe_tag, project=project, echo=quiet,
                 jobs=JobPlan(max_jobs=unique + i, nvcc_threads=1, ninja_jobs=unique + i,
                              reason="bench"),
             )
@@ -50,12 +51,12 @@ def run_bench(engine: Engine, pins: Pins, *, paths: Paths, jobs: JobPlan, echo=p
     for target in ("builder", "runtime"):
         summary = build_image(
             engine, pins, target=target, tag=default_tag(pins.profile, target), jobs=jobs,
-            paths=paths, echo=quiet,
+            project=project, echo=quiet,
         )  # fmt: skip
         results[f"{target}_s"] = summary.seconds
         results[f"{target}_gb"] = summary.size_bytes / 1e9
-    paths.reports.mkdir(parents=True, exist_ok=True)
-    report = paths.reports / f"bench-{pins.profile}-{engine.name}.json"
+    project.reports.mkdir(parents=True, exist_ok=True)
+    report = project.reports / f"bench-{pins.profile}-{engine.name}.json"
     report.write_text(json.dumps(results, indent=2) + "\n")
     echo(describe(engine, pins, results, report))
     return results

@@ -19,39 +19,10 @@ from .errors import BuildError
 from .jobs import JobPlan
 from .manifest import build_manifest
 from .pins import Pins
+from .project import Project
 from .render import write_context
 
 CCACHE_LINE = re.compile(r"vllm-forge-ccache (?P<what>\S+) (?P<key>\w+)\s+(?P<value>\d+)")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Paths:
-    """Where generated output goes: build/ under the project root."""
-
-    root: Path
-
-    @property
-    def build(self) -> Path:
-        return self.root / "build"
-
-    def context(self, profile: str) -> Path:
-        return self.build / profile / "context"
-
-    @property
-    def logs(self) -> Path:
-        return self.build / "logs"
-
-    @property
-    def reports(self) -> Path:
-        return self.build / "reports"
-
-    @property
-    def base_work(self) -> Path:
-        return self.build / "base"
-
-    @property
-    def pins_file(self) -> Path:
-        return self.root / "versions.toml"
 
 
 def default_tag(profile: str, target: str) -> str:
@@ -196,26 +167,26 @@ def build_image(
     target: str,
     tag: str,
     jobs: JobPlan,
-    paths: Paths,
+    project: Project,
     no_cache: bool = False,
     ca_bundle: str | None = None,
     extra_build_args: dict[str, str] | None = None,
     extra_secrets: dict[str, Path] | None = None,
     echo=print,
 ) -> BuildSummary:
-    ensure_bases(engine, pins, paths.base_work, log=echo)
-    context = paths.context(pins.profile)
-    dockerfile = write_context(pins, context)
-    paths.logs.mkdir(parents=True, exist_ok=True)
-    paths.reports.mkdir(parents=True, exist_ok=True)
+    ensure_bases(engine, pins, project.base_work, log=echo)
+    context = project.context(pins.profile)
+    dockerfile = write_context(pins, project)
+    project.logs.mkdir(parents=True, exist_ok=True)
+    project.reports.mkdir(parents=True, exist_ok=True)
     name = slug(f"{pins.profile}-{target}-{engine.name}")
-    log_path = paths.logs / f"{name}.log"
-    script_path = paths.logs / f"{name}.sh"
-    report = paths.reports / f"{slug(tag)}.json"
+    log_path = project.logs / f"{name}.log"
+    script_path = project.logs / f"{name}.sh"
+    report = project.reports / f"{slug(tag)}.json"
     build_args = {
         "MAX_JOBS": str(jobs.max_jobs),
         "NVCC_THREADS": str(jobs.nvcc_threads),
-        "VCS_REF": vcs_ref(paths.root),
+        "VCS_REF": vcs_ref(project.root),
         **(extra_build_args or {}),
     }
     echo(f"vllm-forge: {pins.profile} -> {target} as {tag} with {engine.name} ({engine.mode})")
@@ -234,7 +205,7 @@ def build_image(
             timestamp=pins.source_date_epoch,
         )
         argv = engine.build_argv(request)
-        script_path.write_text(replay_script(engine, argv, secrets, paths.root))
+        script_path.write_text(replay_script(engine, argv, secrets, project.root))
         script_path.chmod(0o755)
         rc, ccache_lines = stream(engine, argv, log_path, echo)
     seconds = time.monotonic() - start
@@ -260,12 +231,12 @@ def build_image(
     record = build_manifest(
         engine=engine,
         pins=pins,
-        pins_file=paths.pins_file,
+        pins_file=project.pins_file,
         context=context,
         target=target,
         tag=tag,
         build_args=build_args,
-        base_dir=paths.base_work,
+        base_dir=project.base_work,
     )
     record["build"] = asdict(summary)
     report.write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import pipconfig
 from .errors import ConfigError
-from .pyindex import user_pip_config
 
 SYSTEM_BUNDLES = (
     Path("/etc/ssl/certs/ca-certificates.crt"),
@@ -32,7 +32,7 @@ class PipSettings:
 
 def user_pip_settings(environ: dict[str, str] | None = None) -> PipSettings:
     """What of the user's pip configuration a build can use (remote indexes, trust)."""
-    conf = user_pip_config(environ)
+    conf = pipconfig.settings(environ)
 
     def remote(values: str) -> tuple[str, ...]:
         # Local file:// indexes and find-links of the host are not visible inside a build.

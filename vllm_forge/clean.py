@@ -16,12 +16,11 @@ from pathlib import Path
 from .engines import Engine
 
 PREFIX = "localhost/vllm-forge"
-BUILDAH_CACHE = Path("/var/tmp/buildah-cache")  # podman's RUN --mount=type=cache storage
+CACHE_IDS = "vllm-forge-*"  # the project's RUN --mount=type=cache ids
 
 
 def project_images(engine: Engine) -> list[str]:
-    argv = [engine.client, "images", "--format", "{{.Repository}}:{{.Tag}}"]
-    out = engine.run(argv, check=False).stdout
+    out = engine.run(engine.list_images_argv(), check=False).stdout
     return sorted({line for line in out.split() if line.startswith(PREFIX)})
 
 
@@ -35,37 +34,38 @@ def clean(engine: Engine, *, keep_cache_gb: float, keep_images: bool = False, lo
         for ref in project_images(engine):
             engine.remove_image(ref)
             log(f"clean: {engine.name}: removed {ref}")
-    if engine.name == "podman":
+    if (argv := engine.remove_build_containers_argv()) is not None:
         # Working containers left by interrupted builds hold whole layers (GBs each).
-        engine.run([engine.client, "rm", "--all", "--force", "--external"], check=False)
-    engine.run([engine.client, "image", "prune", "-f"], check=False)
+        engine.run(argv, check=False)
+    engine.run(engine.prune_dangling_images_argv(), check=False)
     cap = int(keep_cache_gb * 1e9)
-    if engine.name == "docker":
-        engine.run(
-            [engine.client, "builder", "prune", "-f", "--keep-storage", str(cap)], check=False
-        )
-        log(f"clean: docker build cache pruned to at most {keep_cache_gb:g} GB")
-    elif BUILDAH_CACHE.is_dir():
-        size = directory_bytes(BUILDAH_CACHE)
+    if (argv := engine.bound_build_cache_argv(cap)) is not None:
+        engine.run(argv, check=False)
+        log(f"clean: {engine.name} build cache pruned to at most {keep_cache_gb:g} GB")
+    elif (cache := engine.cache_mount_dir) is not None and cache.is_dir():
+        size = directory_bytes(cache)
         if size > cap:
-            shutil.rmtree(BUILDAH_CACHE, ignore_errors=True)
+            shutil.rmtree(cache, ignore_errors=True)
             log(
-                f"clean: podman cache mounts were {size / 1e9:.1f} GB > {keep_cache_gb:g} GB: removed"
+                f"clean: {engine.name} cache mounts were {size / 1e9:.1f} GB > "
+                f"{keep_cache_gb:g} GB: removed"
             )
         else:
-            log(f"clean: podman cache mounts {size / 1e9:.1f} GB (cap {keep_cache_gb:g} GB): kept")
+            log(
+                f"clean: {engine.name} cache mounts {size / 1e9:.1f} GB "
+                f"(cap {keep_cache_gb:g} GB): kept"
+            )
 
 
 def empty_cache_mounts(engine: Engine, log=print) -> None:
     """Empty this project's RUN --mount=type=cache storage (ids vllm-forge-*) before a build."""
-    if engine.name == "podman":
-        found = sorted(BUILDAH_CACHE.glob("vllm-forge-*")) if BUILDAH_CACHE.is_dir() else []
+    if (root := engine.cache_mount_dir) is not None:
+        found = sorted(root.glob(CACHE_IDS)) if root.is_dir() else []
         for path in found:
             shutil.rmtree(path)
-        log(f"cache mounts: podman: emptied {len(found)} (vllm-forge-* in {BUILDAH_CACHE})")
-    elif engine.mode == "buildx":
-        # BuildKit cannot prune one cache id: every cache mount of this builder goes.
-        engine.run([engine.client, "builder", "prune", "-f", "--filter", "type=exec.cachemount"])
-        log("cache mounts: docker buildx: pruned every cache mount of the builder")
+        log(f"cache mounts: {engine.name}: emptied {len(found)} ({CACHE_IDS} in {root})")
+    elif (argv := engine.prune_cache_mounts_argv()) is not None:
+        engine.run(argv)
+        log(f"cache mounts: {engine.name} {engine.mode}: pruned every cache mount of the builder")
     else:
         log(f"cache mounts: {engine.name} ({engine.mode}) gives --no-cache builds empty ones")

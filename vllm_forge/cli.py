@@ -1,4 +1,8 @@
-"""Command line: `python -m vllm_forge.cli COMMAND [options]`. The nox sessions call this."""
+"""The command line, the only one: `vllm-forge COMMAND [options]` (`python -m vllm_forge.cli`).
+
+Every nox session calls one subcommand. `main` is the one place that turns the project's errors
+into a single line and an exit code (see errors.py), and Ctrl-C into exit 130.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,26 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import base, bench, build, clean, engines, hostsetup, jobs, lock, pins, render, repro
+from . import base, bench, build, bump, clean, engines, hostsetup, jobs, lock, pins, render, repro
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
-from .errors import ConfigError, ForgeError
+from .errors import ConfigError, ForgeError, VerifyError
+from .project import Project
+from .verify import archcheck
+from .verify import command as verify_command
 
 TARGETS = {"build": "builder", "slim": "runtime", "probe": "probe"}
 
 
 @dataclass(frozen=True, kw_only=True)
 class Options:
-    """Everything a command needs, read once: versions.toml + profile + environment + flags."""
+    """Everything a build command needs, read once: versions.toml + profile + environment + flags."""
 
+    project: Project
     pins: pins.Pins
-    root: Path
     engine: str | None
     tag: str | None
     no_cache: bool
@@ -29,15 +37,25 @@ class Options:
     secrets: dict[str, Path]
     jobs: jobs.JobPlan
 
-    @property
-    def paths(self) -> build.Paths:
-        return build.Paths(root=self.root)
+
+# ---- the parser ------------------------------------------------------------------------------
 
 
-def parser() -> argparse.ArgumentParser:
+def _project_options() -> argparse.ArgumentParser:
+    """--pins, --lock-dir and --profile: every command that reads versions.toml takes them."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--profile", help="profile in versions.toml (default: its default_profile)")
     common.add_argument("--pins", default="versions.toml", help="path of versions.toml")
+    common.add_argument(
+        "--lock-dir",
+        help="where the profiles' locks live (default: the package's in a checkout, "
+        "else locks/ beside versions.toml)",
+    )
+    return common
+
+
+def _build_options(project: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False, parents=[project])
     common.add_argument(
         "--engine", choices=engines.ENGINE_NAMES, help="default: docker, else podman"
     )
@@ -55,44 +73,66 @@ def parser() -> argparse.ArgumentParser:
         metavar="ID=FILE",
         help="an extra build secret (e.g. hf-token=~/.hf-token); never stored in a layer",
     )
-    top = argparse.ArgumentParser(prog="vllm-forge")
-    sub = top.add_subparsers(dest="command", required=True)
-    sub.add_parser(
-        "render", parents=[common], help="render the Dockerfile of a profile into build/"
+    return common
+
+
+def parser() -> argparse.ArgumentParser:
+    project = _project_options()
+    common = _build_options(project)
+    top = argparse.ArgumentParser(
+        prog="vllm-forge",
+        description="Pinned, reproducible, small vLLM images for RTX 5090 (sm_120, CUDA 12.8).",
     )
-    sub.add_parser("base", parents=[common], help="make the profile's Debian base image here")
-    sub.add_parser(
-        "build", parents=[common], help="build the builder image (compiled wheels, probe)"
-    )
-    sub.add_parser("slim", parents=[common], help="build the slim runtime image")
-    sub.add_parser("probe", parents=[common], help="build the kernel-probe pre-flight image")
-    sub.add_parser("jobs", parents=[common], help="show the MAX_JOBS this machine gets")
-    lock_cmd = sub.add_parser("lock", parents=[common], help="re-lock stale profiles (uv)")
-    lock_cmd.add_argument("--all", action="store_true", help="every profile, not just --profile")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str, parents: list) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=parents, help=help, description=help)
+
+    add("render", "render the Dockerfile of a profile into build/PROFILE/context", [common])
+    add("base", "make the profile's Debian base image here (mmdebstrap)", [common])
+    add("build", "build the builder image (compiled wheels, the kernel probe)", [common])
+    add("slim", "build the slim runtime image", [common])
+    add("probe", "build the kernel-probe pre-flight image", [common])
+    add("jobs", "show the resolved pins and the MAX_JOBS this machine gets", [common])
+    lock_cmd = add("lock", "re-lock stale profiles (uv): all of them, or --profile's", [common])
     lock_cmd.add_argument("--upgrade", action="store_true", help="re-resolve even if current")
-    repro_cmd = sub.add_parser("repro", parents=[common], help="build twice, compare the bytes")
+    repro_cmd = add(
+        "repro", "build twice from empty caches, compare image IDs and layers", [common]
+    )
     repro_cmd.add_argument("--target", default="runtime", help="stage to build (default: runtime)")
     repro_cmd.add_argument(
         "--cold-caches",
         action="store_true",
         help="also empty the project's cache mounts (apt, pip, ccache) before each build",
     )
-    sub.add_parser("bench", parents=[common], help="measure rebuild speed, ccache and sizes")
-    clean_cmd = sub.add_parser("clean", help="remove project images; bound build caches")
+    add("bench", "measure rebuild speed, ccache and sizes", [common])
+    verify_command.add_arguments(add("verify", "check an image against versions.toml", [project]))
+    bump.add_arguments(add("bump", "move the pins forward, then re-lock", [project]))
+    arch_cmd = add("archcheck", "which CUDA SASS targets shared objects carry", [project])
+    arch_cmd.add_argument("paths", nargs="+", type=Path, help="files, or folders to search")
+    arch_cmd.add_argument("--arch-list", required=True, help='e.g. "12.0" or "9.0 12.0a"')
+    clean_cmd = add("clean", "remove project images; bound build caches", [])
     clean_cmd.add_argument("--engine", choices=engines.ENGINE_NAMES, action="append")
     clean_cmd.add_argument("--keep-cache-gb", type=float, default=8.0)
     clean_cmd.add_argument("--keep-images", action="store_true")
-    sub.add_parser("setup", help="install engines from Debian and start dockerd (root)")
+    add("setup", "install engines from Debian and start dockerd (root)", [project])
     return top
+
+
+# ---- options --------------------------------------------------------------------------------
+
+
+def project_of(args: argparse.Namespace) -> Project:
+    return Project.at(args.pins, args.lock_dir)
 
 
 def options(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Options:
     env = os.environ if environ is None else environ
+    project = project_of(args)
     overrides: dict = {}
     if args.arch_list:
         overrides.setdefault("build", {})["torch_cuda_arch_list"] = args.arch_list
-    doc = pins.read_document(Path(args.pins))
-    resolved = pins.resolve(doc, args.profile, overrides)
+    resolved = pins.resolve(pins.read_document(project.pins_file), args.profile, overrides)
     requested = resolved.build.max_jobs
     if env.get("MAX_JOBS"):
         requested = pins.parse_max_jobs(env["MAX_JOBS"], "environment MAX_JOBS")
@@ -104,8 +144,8 @@ def options(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
         requested=requested,
     )
     return Options(
+        project=project,
         pins=resolved,
-        root=Path(args.pins).resolve().parent,
         engine=args.engine,
         tag=check_tag(args.tag),
         no_cache=args.no_cache,
@@ -148,6 +188,7 @@ def summary(opts: Options) -> str:
     return "\n".join(
         [
             f"profile          {p.profile}: {p.description}",
+            f"pins             {opts.project.pins_file} (locks: {opts.project.lock_dir})",
             f"bases            devel {p.devel.raw}",
             f"                 runtime {p.runtime.raw}",
             f"python / cuda    {p.python_version} / {p.cuda_version}",
@@ -161,84 +202,156 @@ def summary(opts: Options) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return run(args)
-    except ForgeError as exc:
-        print(f"vllm-forge: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.command == "setup":
-        hostsetup.install()
-        hostsetup.start_dockerd(Path("build/logs"))
-        return 0
-    if args.command == "clean":
-        for name in args.engine or engines.ENGINE_NAMES:
-            try:
-                engine = engines.detect(name)
-            except ForgeError as exc:
-                print(f"clean: {name}: skipped ({exc})")
-                continue
-            clean.clean(engine, keep_cache_gb=args.keep_cache_gb, keep_images=args.keep_images)
-        return 0
+def _announce(args: argparse.Namespace) -> Options:
     opts = options(args)
     print(summary(opts), flush=True)
-    if args.command == "jobs":
-        return 0
-    if args.command == "lock":
-        lock.refresh(
-            Path(args.pins),
-            opts.paths.build / "lock",
-            profiles=None if args.all else [opts.pins.profile],
-            upgrade=args.upgrade,
-        )
-        return 0
-    if args.command == "render":
-        dockerfile = render.write_context(opts.pins, opts.paths.context(opts.pins.profile))
-        print(f"rendered {dockerfile}")
-        return 0
+    return opts
+
+
+# ---- the commands: each takes the parsed arguments and returns an exit code -----------------
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    hostsetup.install()
+    hostsetup.start_dockerd(project_of(args).logs)
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    for name in args.engine or engines.ENGINE_NAMES:
+        try:
+            engine = engines.detect(name)
+        except ForgeError as exc:
+            print(f"clean: {name}: skipped ({exc})")
+            continue
+        clean.clean(engine, keep_cache_gb=args.keep_cache_gb, keep_images=args.keep_images)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    _announce(args)
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    opts = _announce(args)
+    lock.refresh(
+        opts.project, profiles=[opts.pins.profile] if args.profile else None, upgrade=args.upgrade
+    )
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    opts = _announce(args)
+    print(f"rendered {render.write_context(opts.pins, opts.project)}")
+    return 0
+
+
+def cmd_base(args: argparse.Namespace) -> int:
+    opts = _announce(args)
+    if opts.pins.base is None:
+        raise ConfigError(f"profile {opts.pins.profile} pulls its bases; `base` is for debian-pypi")
     engine = engines.detect(opts.engine)
-    if args.command == "base":
-        if opts.pins.base is None:
-            raise ConfigError(
-                f"profile {opts.pins.profile} pulls its bases; `base` is for debian-pypi"
-            )
-        result = base.make_base(engine, opts.pins, opts.paths.base_work)
-        print(
-            f"made {result.image} with {engine.name} in {result.seconds:.0f}s; tar sha256 {result.sha256}"
-        )
-        return 0
-    if args.command == "bench":
-        bench.run_bench(engine, opts.pins, paths=opts.paths, jobs=opts.jobs)
-        return 0
-    if args.command == "repro":
-        repro.run_repro(
-            engine,
-            opts.pins,
-            target=args.target,
-            paths=opts.paths,
-            jobs=opts.jobs,
-            cold_caches=args.cold_caches,
-        )
-        return 0
+    result = base.make_base(engine, opts.pins, opts.project.base_work)
+    print(
+        f"made {result.image} with {engine.name} in {result.seconds:.0f}s; tar sha256 {result.sha256}"
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    opts = _announce(args)
+    engine = engines.detect(opts.engine)
+    bench.run_bench(engine, opts.pins, project=opts.project, jobs=opts.jobs)
+    return 0
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    opts = _announce(args)
+    repro.run_repro(
+        engines.detect(opts.engine),
+        opts.pins,
+        target=args.target,
+        project=opts.project,
+        jobs=opts.jobs,
+        cold_caches=args.cold_caches,
+    )
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """build, slim and probe: one target each."""
+    opts = _announce(args)
     target = TARGETS[args.command]
     build.build_image(
-        engine,
+        engines.detect(opts.engine),
         opts.pins,
         target=target,
         tag=opts.tag or build.default_tag(opts.pins.profile, target),
         jobs=opts.jobs,
-        paths=opts.paths,
+        project=opts.project,
         no_cache=opts.no_cache,
         ca_bundle=opts.ca_bundle,
         extra_secrets=opts.secrets,
     )
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    return verify_command.run(None if args.list else project_of(args), args)
+
+
+def cmd_bump(args: argparse.Namespace) -> int:
+    return bump.run(project_of(args), args)
+
+
+def cmd_archcheck(args: argparse.Namespace) -> int:
+    required = archcheck.required_targets(args.arch_list)
+    files: list[Path] = []
+    for path in args.paths:
+        if path.is_dir():
+            files.extend(archcheck.find_shared_objects(path))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise ConfigError(f"{path}: no such file or folder")
+    cuobjdump = archcheck.ensure_cuobjdump(project_of(args).cache)
+    report = archcheck.coverage(files, required, cuobjdump)
+    print(report.table())
+    if not report.ok:
+        raise VerifyError(report.failure_message())
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "setup": cmd_setup,
+    "clean": cmd_clean,
+    "jobs": cmd_jobs,
+    "lock": cmd_lock,
+    "render": cmd_render,
+    "base": cmd_base,
+    "bench": cmd_bench,
+    "repro": cmd_repro,
+    "build": cmd_build,
+    "slim": cmd_build,
+    "probe": cmd_build,
+    "verify": cmd_verify,
+    "bump": cmd_bump,
+    "archcheck": cmd_archcheck,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; its errors become one line on stderr and the error's exit code."""
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ForgeError as exc:
+        print(f"vllm-forge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"vllm-forge: {args.command} interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

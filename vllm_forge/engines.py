@@ -5,6 +5,9 @@
   a newer client without buildx cannot (it refuses BuildKit builds), so it is skipped with a reason.
 - podman: `podman build` supports cache and secret mounts; `podman run` needs explicit ulimits on
   machines that withhold CAP_SYS_RESOURCE ("error setting rlimit type 7").
+
+Other modules ask an `Engine` what to run (argument lists, built here without running anything)
+and what it can do (properties); none of them looks at the engine's name or mode to decide.
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EngineError
+from .errors import EngineCommandError, EngineError
 
 ENGINE_NAMES = ("docker", "podman")
+# podman's (buildah's) RUN --mount=type=cache storage: one plain directory per cache id.
+BUILDAH_CACHE = Path("/var/tmp/buildah-cache")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +41,14 @@ class BuildRequest:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HistoryEntry:
+    """One entry of `image history`: the instruction, and whether it made a layer."""
+
+    created_by: str
+    empty: bool  # ENV, LABEL, ... : no layer of its own
+
+
+@dataclass(frozen=True, kw_only=True)
 class Engine:
     name: str  # "docker" | "podman"
     client: str  # absolute path of the client binary
@@ -42,16 +56,38 @@ class Engine:
     version: str
     env: dict[str, str] = field(default_factory=dict)
 
+    # ---- what the engine can do ------------------------------------------------------------
+
     @property
-    def fixes_timestamps(self) -> bool:
-        """Whether a build can stamp SOURCE_DATE_EPOCH on layers and config (reproducible IDs).
+    def timestamp_option(self) -> str | None:
+        """How a build stamps SOURCE_DATE_EPOCH on layers and config (reproducible IDs), or None.
 
         podman/buildah: `--timestamp`. Docker: BuildKit honours SOURCE_DATE_EPOCH from v0.11
-        (Docker Engine 23); the classic client on Engine 20.10 predates it.
+        (Docker Engine 23), with buildx's `rewrite-timestamp` output; the classic client on
+        Engine 20.10 predates it.
         """
         if self.mode == "podman":
-            return True
-        return _docker_major(self.version) >= 23 and self.mode == "buildx"
+            return "--timestamp"
+        if self.mode == "buildx" and _docker_major(self.version) >= 23:
+            return "rewrite-timestamp"
+        return None
+
+    @property
+    def fixes_timestamps(self) -> bool:
+        """Whether a build can stamp SOURCE_DATE_EPOCH on layers and config (reproducible IDs)."""
+        return self.timestamp_option is not None
+
+    @property
+    def cache_mount_dir(self) -> Path | None:
+        """The host directory that holds RUN --mount=type=cache storage, one folder per cache id
+        (podman); None where the builder keeps it in its own store (docker's BuildKit)."""
+        return BUILDAH_CACHE if self.name == "podman" else None
+
+    @property
+    def no_cache_builds_get_fresh_cache_mounts(self) -> bool:
+        """Whether a --no-cache build starts with empty cache mounts (docker 20.10's classic
+        BuildKit); elsewhere they keep what earlier builds put there."""
+        return self.mode == "buildkit-classic"
 
     # ---- argument lists (pure) -------------------------------------------------------------
 
@@ -109,6 +145,82 @@ class Engine:
         argv += extra or []
         return argv + [image, *command]
 
+    def gpu_flags(self) -> list[str]:
+        """`run` options that hand every NVIDIA GPU in: docker's `--gpus` (the NVIDIA runtime),
+        podman's CDI device (the NVIDIA container toolkit's generated spec)."""
+        if self.name == "docker":
+            return ["--gpus", "all"]
+        return ["--device", "nvidia.com/gpu=all"]
+
+    def remove_container_argv(self, name: str) -> list[str]:
+        argv = [self.client, "rm", "-f"]
+        if self.name == "podman":
+            # podman stops with SIGTERM first and waits 10 s; a PID 1 that ignores it (`sleep`)
+            # would hold every removal up that long.
+            argv += ["-t", "0"]
+        return [*argv, name]
+
+    def copy_out_argv(self, container: str, path: str, dest: Path) -> list[str]:
+        """`cp CONTAINER:path dest`: a file of a container onto the host."""
+        return [self.client, "cp", f"{container}:{path}", str(dest)]
+
+    def save_argv(self, ref: str, dest: Path | None = None) -> list[str]:
+        """`save` to a file, or (dest None) as a stream on stdout."""
+        return [self.client, "save", *(["-o", str(dest)] if dest is not None else []), ref]
+
+    def history_argv(self, ref: str) -> list[str]:
+        # docker: one JSON object a line; podman: one JSON array.
+        fmt = "{{json .}}" if self.name == "docker" else "json"
+        return [self.client, "image", "history", "--no-trunc", "--format", fmt, ref]
+
+    def parse_history(self, stdout: str) -> list[HistoryEntry]:
+        """`history_argv`'s output -> its entries, bottom (oldest) first.
+
+        docker prints `CreatedBy` and a human `Size` ("0B"); podman `CreatedBy` (`createdBy` in
+        some versions) and a byte count `size`.
+        """
+        text = stdout.strip()
+        if self.name == "docker":
+            rows = [json.loads(line) for line in text.splitlines()]
+        else:
+            rows = json.loads(text)
+        return [
+            HistoryEntry(
+                created_by=str(row.get("CreatedBy") or row.get("createdBy") or ""),
+                empty=str(row.get("Size", row.get("size", "0"))) in ("0", "0B"),
+            )
+            for row in reversed(rows)  # newest first -> bottom first
+        ]
+
+    def list_images_argv(self) -> list[str]:
+        """Every image as REPOSITORY:TAG, one a line."""
+        return [self.client, "images", "--format", "{{.Repository}}:{{.Tag}}"]
+
+    def prune_dangling_images_argv(self) -> list[str]:
+        return [self.client, "image", "prune", "-f"]
+
+    def remove_build_containers_argv(self) -> list[str] | None:
+        """Remove the working containers interrupted builds left behind (podman: buildah's, GBs
+        each; `--external` reaches them); None where builds leave none (docker's BuildKit)."""
+        if self.name == "podman":
+            return [self.client, "rm", "--all", "--force", "--external"]
+        return None
+
+    def bound_build_cache_argv(self, keep_bytes: int) -> list[str] | None:
+        """Prune the builder's cache (layers and cache mounts) down to `keep_bytes`; None where
+        the engine has no such bound (podman: bound `cache_mount_dir` by hand)."""
+        if self.name == "docker":
+            return [self.client, "builder", "prune", "-f", "--keep-storage", str(keep_bytes)]
+        return None
+
+    def prune_cache_mounts_argv(self) -> list[str] | None:
+        """Empty the builder's cache mounts (buildx: BuildKit cannot prune one cache id, so every
+        cache mount of the builder goes); None where that is done otherwise (podman: delete
+        folders of `cache_mount_dir`) or not needed (`no_cache_builds_get_fresh_cache_mounts`)."""
+        if self.mode == "buildx":
+            return [self.client, "builder", "prune", "-f", "--filter", "type=exec.cachemount"]
+        return None
+
     def _run_quirks(self) -> list[str]:
         if self.name != "podman":
             return []
@@ -119,14 +231,27 @@ class Engine:
     # ---- actions --------------------------------------------------------------------------
 
     def run(self, argv: list[str], *, check: bool = True, capture: bool = True, **kw):
+        """Run an engine command; with `check`, a non-zero exit is an EngineCommandError."""
         env = {**os.environ, **self.env}
-        result = subprocess.run(argv, env=env, text=True, capture_output=capture, **kw)
+        try:
+            result = subprocess.run(argv, env=env, text=True, capture_output=capture, **kw)
+        except OSError as exc:  # the client went away since detection
+            raise EngineError(f"{self.name}: cannot run {argv[0]}: {exc}") from exc
         if check and result.returncode != 0:
-            err = (result.stderr or "").strip().splitlines()
-            raise EngineError(
-                f"{self.name}: `{' '.join(argv[1:4])} ...` failed: {err[-1] if err else 'no output'}"
-            )
+            raise self.command_failed(argv, result.returncode, result.stderr)
         return result
+
+    def command_failed(
+        self, argv: list[str], returncode: int, stderr: str | None
+    ) -> EngineCommandError:
+        """The one-line error for a failed engine command: the command, its exit, and the last
+        line it wrote to stderr."""
+        shown = shlex.join([Path(argv[0]).name, *argv[1:]])
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
+        lines = (stderr or "").strip().splitlines()
+        last = lines[-1].strip() if lines else "no error message"
+        return EngineCommandError(f"{self.name}: `{shown}` failed (exit {returncode}): {last}")
 
     def image_exists(self, ref: str) -> bool:
         argv = [self.client, "image", "inspect", ref]
@@ -157,14 +282,11 @@ class Engine:
         self.run([self.client, "import", str(tar), ref])
 
     def save(self, ref: str, dest: Path) -> None:
-        self.run([self.client, "save", "-o", str(dest), ref])
+        self.run(self.save_argv(ref, dest))
 
-    def prune_build_cache(self) -> None:
-        if self.name == "docker":
-            self.run([self.client, "builder", "prune", "-af"], check=False)
-        else:
-            self.run([self.client, "image", "prune", "-f"], check=False)
-            self.run([self.client, "system", "prune", "-f", "--external"], check=False)
+    def history(self, ref: str) -> list[HistoryEntry]:
+        """`image history` of `ref`, bottom (oldest) first."""
+        return self.parse_history(self.run(self.history_argv(ref)).stdout)
 
 
 def _limit(which: int, wanted: int) -> int:

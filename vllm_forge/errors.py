@@ -62,3 +62,10 @@ class OutdatedError(ForgeError):
     """`bump --check`: a pin has a newer candidate."""
 
     exit_code = 9
+
+
+class EngineCommandError(ForgeError):
+    """The engine is there and ran a command, and that command failed (a missing image, a
+    container that would not start, a save that broke off): not "no usable engine"."""
+
+    exit_code = 10

@@ -21,7 +21,6 @@ DEBIAN_PACKAGES = (
     "buildah",
     "mmdebstrap",
     "docker-registry",
-    "skopeo",
     "uidmap",
     "ccache",
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -20,11 +21,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import pipconfig
 from .errors import ConfigError, IndexError_
 from .pins import Pins, profile_names, read_document, resolve
-from .pyindex import index_url_from_pip
+from .project import Project
 
-LOCK_DIR = Path(__file__).resolve().parent / "locks"
 _DIGEST_LINE = re.compile(r"^# vllm-forge lock inputs: sha256:(?P<digest>[0-9a-f]{64})$", re.M)
 _ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==", re.M)
 
@@ -50,26 +51,28 @@ def inputs_digest(pins: Pins) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def lock_path(profile: str, lock_dir: Path = LOCK_DIR) -> Path:
-    return lock_dir / f"{profile}.txt"
-
-
 def lock_digest(text: str) -> str | None:
     match = _DIGEST_LINE.search(text)
     return match["digest"] if match else None
 
 
-def read_fresh_lock(pins: Pins, lock_dir: Path = LOCK_DIR) -> str:
-    """The profile's lock text; a ConfigError if it is missing or stale."""
-    path = lock_path(pins.profile, lock_dir)
-    if not path.is_file():
-        raise ConfigError(f"no lock for profile {pins.profile} ({path}): run `nox -s lock`")
-    text = path.read_text()
-    if lock_digest(text) != inputs_digest(pins):
+def read_fresh_lock(pins: Pins, project: Project) -> str:
+    """The profile's lock text; a ConfigError if it is missing or stale everywhere it is looked for."""
+    wanted = inputs_digest(pins)
+    found = [p for p in project.lock_candidates(pins.profile) if p.is_file()]
+    for path in found:
+        text = path.read_text()
+        if lock_digest(text) == wanted:
+            return text
+    if not found:
         raise ConfigError(
-            f"{path} is stale: versions.toml changed since it was made; run `nox -s lock`"
+            f"no lock for profile {pins.profile} ({project.lock_path(pins.profile)}): "
+            "run `nox -s lock`"
         )
-    return text
+    raise ConfigError(
+        f"{found[0]} is stale: {project.pins_file.name} changed since it was made; "
+        "run `nox -s lock`"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,8 +128,10 @@ def make_lock(pins: Pins, work_dir: Path, index_url: str | None = None) -> str:
     work_dir.mkdir(parents=True, exist_ok=True)
     req_file = work_dir / f"{pins.profile}.in"
     req_file.write_text("\n".join(requirements(pins)) + "\n")
-    argv = compile_argv(pins, uv_binary(), req_file, index_url or index_url_from_pip())
-    result = subprocess.run(argv, capture_output=True, text=True)
+    argv = compile_argv(pins, uv_binary(), req_file, index_url or pipconfig.index_url())
+    # uv resolves for another Python without one: never let it try to download an interpreter
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise IndexError_(f"uv could not resolve profile {pins.profile}: {tail}")
@@ -138,8 +143,8 @@ def make_lock(pins: Pins, work_dir: Path, index_url: str | None = None) -> str:
     return header + result.stdout
 
 
-def write_lock(pins: Pins, text: str, lock_dir: Path = LOCK_DIR) -> Path:
-    path = lock_path(pins.profile, lock_dir)
+def write_lock(pins: Pins, text: str, project: Project) -> Path:
+    path = project.lock_path(pins.profile)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
@@ -148,24 +153,22 @@ def write_lock(pins: Pins, text: str, lock_dir: Path = LOCK_DIR) -> Path:
 
 
 def refresh(
-    pins_path: Path,
-    work_dir: Path,
+    project: Project,
     *,
     profiles: list[str] | None = None,
     upgrade: bool = False,
-    lock_dir: Path = LOCK_DIR,
     log=print,
 ) -> list[Path]:
     """Re-lock every profile whose lock is missing or stale (all of them with `upgrade`)."""
-    doc = read_document(pins_path)
+    doc = read_document(project.pins_file)
     written = []
     for name in profiles or profile_names(doc):
         resolved = resolve(doc, name)
-        path = lock_path(name, lock_dir)
+        path = project.lock_path(name)
         current = path.is_file() and lock_digest(path.read_text()) == inputs_digest(resolved)
         if current and not upgrade:
             log(f"lock: {path.name} is current")
             continue
-        written.append(write_lock(resolved, make_lock(resolved, work_dir), lock_dir))
+        written.append(write_lock(resolved, make_lock(resolved, project.lock_work), project))
         log(f"lock: wrote {path}")
     return written

@@ -51,9 +51,18 @@ OPTIONAL_TABLES = {"base"}  # only profiles that make their own base image have 
 PROFILE_ONLY_KEYS = {"description"}
 
 
+DOCKER_HUB = "docker.io"  # the registry of a name without a host, by Docker's rules
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # the distribution spec's grammar
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImageRef:
-    """`name:tag@sha256:digest`, or a `localhost/` image made on this machine (no digest)."""
+    """`name:tag@sha256:digest`, or a `localhost/` image made on this machine (no digest).
+
+    `name` is kept as written (for rewriting); `registry` and `repository` are what a registry
+    client asks for, with Docker's rules for names without a host (`docker.io`, `library/`).
+    """
 
     raw: str
     name: str
@@ -68,12 +77,42 @@ class ImageRef:
     def pull_ref(self) -> str:
         return f"{self.name}@{self.digest}" if self.digest else f"{self.name}:{self.tag}"
 
+    @property
+    def registry(self) -> str:
+        """The registry host: `127.0.0.1:5000`, `localhost`, or `docker.io` when none is written."""
+        return _split_host(self.name)[0]
+
+    @property
+    def repository(self) -> str:
+        """The repository on that registry: `nvidia/cuda`; `library/ubuntu` for `ubuntu`."""
+        return _split_host(self.name)[1]
+
+    @staticmethod
+    def is_tag(text: str) -> bool:
+        """Whether `text` is a tag by the distribution spec's grammar."""
+        return bool(_TAG.match(text))
+
+    def with_tag(self, tag: str, digest: str) -> ImageRef:
+        """The same image name at another tag and digest (the bump moves pins this way)."""
+        return ImageRef(raw=f"{self.name}:{tag}@{digest}", name=self.name, tag=tag, digest=digest)
+
     @classmethod
-    def parse(cls, raw: str, key: str) -> ImageRef:
+    def parse(cls, raw: str, key: str, *, need_digest: bool = True) -> ImageRef:
+        """Parse and check one pin; `need_digest=False` lets a tag alone through (bump pins it)."""
         ref, _, digest = raw.partition("@")
         name, sep, tag = ref.rpartition(":")
         if not sep or "/" in tag or not name:
             raise ConfigError(f"{key}: {raw!r} has no tag; write it as NAME:TAG@sha256:<64 hex>")
+        if not _TAG.match(tag):
+            raise ConfigError(
+                f"{key}: {raw!r}: tag {tag!r} is not a valid tag (letters, digits, '_', '.', '-')"
+            )
+        repository = _split_host(name)[1]
+        if not all(_PATH_COMPONENT.match(part) for part in repository.split("/")):
+            raise ConfigError(
+                f"{key}: {raw!r}: {repository!r} is not a repository name (lowercase letters and"
+                " digits, separated by '.', '_', '__' or '-')"
+            )
         if name.startswith("localhost/"):
             if digest:
                 raise ConfigError(
@@ -81,6 +120,8 @@ class ImageRef:
                 )
             return cls(raw=raw, name=name, tag=tag, digest=None)
         if not digest:
+            if not need_digest:
+                return cls(raw=raw, name=name, tag=tag, digest=None)
             raise ConfigError(
                 f"{key}: {raw!r} is not pinned by digest; append @sha256:<64 hex> "
                 "(`nox -s bump` resolves it)"
@@ -91,6 +132,20 @@ class ImageRef:
                 f"{key}: digest {digest!r} is not 'sha256:' followed by 64 lowercase hex digits"
             )
         return cls(raw=raw, name=name, tag=tag, digest=digest)
+
+
+def _split_host(name: str) -> tuple[str, str]:
+    """Docker's rule: the first component is a host if it has a '.' or a ':' or is `localhost`."""
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        host, repository = first, rest
+    else:
+        host, repository = DOCKER_HUB, name
+    if host == f"index.{DOCKER_HUB}":
+        host = DOCKER_HUB
+    if host == DOCKER_HUB and "/" not in repository:
+        repository = f"library/{repository}"
+    return host, repository
 
 
 @dataclass(frozen=True, kw_only=True)

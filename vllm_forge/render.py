@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -11,21 +10,9 @@ import jinja2
 from . import lock
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
 from .pins import Pins
+from .project import Project
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-TEMPLATES_DIR = PACKAGE_DIR.parent / "templates"
 TEMPLATE = "Dockerfile.j2"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Stages:
-    """Build targets every profile has."""
-
-    builder: str = "builder"
-    runtime: str = "runtime"
-
-
-STAGES = Stages()
 
 
 def template_context(pins: Pins) -> dict:
@@ -90,30 +77,28 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
     )
 
 
-def render_dockerfile(pins: Pins, templates_dir: Path = TEMPLATES_DIR) -> str:
+def render_dockerfile(pins: Pins, templates_dir: Path) -> str:
     """Pins in, Dockerfile text out: same pins, byte-identical text."""
     template = _environment(templates_dir).get_template(TEMPLATE)
     return template.render(**template_context(pins))
 
 
-def write_context(
-    pins: Pins, out_dir: Path, templates_dir: Path = TEMPLATES_DIR, lock_dir: Path = lock.LOCK_DIR
-) -> Path:
-    """Write the Dockerfile and everything it COPYs into `out_dir`; return the Dockerfile path.
-
-    Refuses (ConfigError) when the profile's lock is missing or stale.
+def write_context(pins: Pins, project: Project) -> Path:
+    """Write the Dockerfile and everything it COPYs into the profile's context directory;
+    return the Dockerfile path. Refuses (ConfigError) when the profile's lock is missing or stale.
     """
-    text = render_dockerfile(pins, templates_dir)
-    parts = lock.split(lock.read_fresh_lock(pins, lock_dir), drop_vllm=pins.compiles_vllm)
+    out_dir = project.context(pins.profile)
+    text = render_dockerfile(pins, project.templates)
+    parts = lock.split(lock.read_fresh_lock(pins, project), drop_vllm=pins.compiles_vllm)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "lock").mkdir(exist_ok=True)
     (out_dir / "lock" / "deps.txt").write_text(parts.deps)
     (out_dir / "lock" / "vllm.txt").write_text(parts.vllm)
-    for sub in ("probe", "scripts"):
+    for sub, source in (("probe", project.probe_sources), ("scripts", project.context_scripts)):
         target = out_dir / sub
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(PACKAGE_DIR / sub, target, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
     dockerfile = out_dir / "Dockerfile"
     tmp = dockerfile.with_suffix(".tmp")
     tmp.write_text(text)

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .build import BuildSummary, Paths, build_image, slug
+from .build import BuildSummary, build_image, slug
 from .clean import empty_cache_mounts
 from .engines import Engine
 from .errors import BuildError
@@ -23,6 +23,7 @@ from .jobs import JobPlan
 from .manifest import diff as manifest_diff
 from .manifest import layers
 from .pins import Pins
+from .project import Project
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,9 +94,11 @@ class ReproResult:
 
 
 def promise(engine: Engine) -> str:
-    if engine.fixes_timestamps:
-        how = "--timestamp" if engine.name == "podman" else "rewrite-timestamp"
-        return f"{engine.name} {engine.version} fixes timestamps ({how}): same inputs must give the same image ID"
+    if (how := engine.timestamp_option) is not None:
+        return (
+            f"{engine.name} {engine.version} fixes timestamps ({how}): same inputs must give the "
+            "same image ID"
+        )
     return (
         f"{engine.name} {engine.version} ({engine.mode}) cannot stamp SOURCE_DATE_EPOCH on file "
         "times or the image config: image IDs differ between builds. What it can give is the "
@@ -113,24 +116,14 @@ def changed_inputs(manifest_a: Path, manifest_b: Path) -> list[str]:
 def cache_mounts(engine: Engine, cold: bool) -> str:
     if cold:
         return "emptied before each build"
-    if engine.mode == "buildkit-classic":
+    if engine.no_cache_builds_get_fresh_cache_mounts:
         return "empty: docker 20.10's BuildKit gives --no-cache builds fresh ones"
     return "kept from earlier builds (--cold-caches empties them)"
 
 
 def history(engine: Engine, ref: str) -> list[str]:
     """`created_by` of each layer-making history entry, bottom first."""
-    fmt = "{{json .}}" if engine.name == "docker" else "json"
-    argv = [engine.client, "image", "history", "--no-trunc", "--format", fmt, ref]
-    out = engine.run(argv).stdout.strip()
-    rows = (
-        [json.loads(line) for line in out.splitlines()]
-        if engine.name == "docker"
-        else json.loads(out)
-    )
-    rows.reverse()  # newest first -> bottom first
-    made = [r for r in rows if str(r.get("Size", r.get("size", "0"))) not in ("0", "0B")]
-    return [str(r.get("CreatedBy") or r.get("createdBy") or "") for r in made]
+    return [entry.created_by for entry in engine.history(ref) if not entry.empty]
 
 
 def tar_listing(tar: tarfile.TarFile) -> dict[str, tuple]:
@@ -219,7 +212,7 @@ def run_repro(
     pins: Pins,
     *,
     target: str,
-    paths: Paths,
+    project: Project,
     jobs: JobPlan,
     cold_caches: bool = False,
     echo=print,
@@ -238,13 +231,13 @@ def run_repro(
                     target=target,
                     tag=tag,
                     jobs=jobs,
-                    paths=paths,
+                    project=project,
                     no_cache=True,
                     echo=echo,
                 )
             )
             echo(f"repro: {tag} built in {time.monotonic() - start:.0f} s")
-        count, diffs = compare(engine, tags[0], tags[1], paths.build / "repro")
+        count, diffs = compare(engine, tags[0], tags[1], project.build / "repro")
     finally:
         for tag in tags:
             engine.remove_image(tag)
@@ -261,8 +254,8 @@ def run_repro(
         caches=cache_mounts(engine, cold_caches),
         inputs_changed=changed_inputs(summaries[0].report, summaries[1].report),
     )
-    paths.reports.mkdir(parents=True, exist_ok=True)
-    report = paths.reports / f"repro-{slug(pins.profile)}-{target}-{engine.name}.json"
+    project.reports.mkdir(parents=True, exist_ok=True)
+    report = project.reports / f"repro-{slug(pins.profile)}-{target}-{engine.name}.json"
     report.write_text(
         json.dumps(asdict(result) | {"contents_same": result.contents_same}, indent=2) + "\n"
     )

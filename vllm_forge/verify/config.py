@@ -18,18 +18,12 @@ class VerifyConfig:
     pins: Pins
     image: str
     engine: Engine
+    cache_dir: Path  # where cuobjdump is installed on the host (the project's build/.cache)
     force_gpu: bool = False
     needles: tuple[Path, ...] = ()
     host_bundle: Path | None = None  # whose custom CAs must not be in any layer
     model_dir: Path | None = None
     model: str | None = None
-    cache_dir: Path = Path("build/.cache")  # where cuobjdump is installed on the host
-
-    @property
-    def runtime_nvcc(self) -> bool:
-        """Whether the profile needs nvcc in the slim image. No profile does: FlashInfer's SM12x
-        kernels come ahead of time (nvcc 12.8 cannot JIT them), and Triton brings its own ptxas."""
-        return False
 
 
 def host_ca_bundle(environ: dict[str, str] | None = None) -> Path | None:

@@ -2,8 +2,7 @@
 
 The container runs `sleep infinity` (entrypoint overridden) as root with no GPU, so every check
 can look anywhere; testinfra's docker:// or podman:// backend execs into it. Engine quirks stay
-in `vllm_forge.engines`: this module only builds argument lists for `create`/`cp`/`rm`/`save`
-and runs them with `Engine.run`.
+in `vllm_forge.engines`: the `Engine` builds every argument list here, this module runs them.
 """
 
 from __future__ import annotations
@@ -19,16 +18,14 @@ from pathlib import Path
 from typing import IO
 
 from ..engines import Engine
-from ..errors import EngineError
 
 # Without this, an NVIDIA runtime configured as the default would hand the GPU in anyway.
 NO_GPU_ENV = {"NVIDIA_VISIBLE_DEVICES": "void"}
 
 
 class Container:
-    def __init__(self, engine: Engine, image: str, name: str) -> None:
+    def __init__(self, engine: Engine, name: str) -> None:
         self.engine = engine
-        self.image = image
         self.name = name
 
     @classmethod
@@ -44,31 +41,19 @@ class Container:
             name=name,
         )
         engine.run(argv)
-        return cls(engine, image, name)
+        return cls(engine, name)
 
     def remove(self) -> None:
-        argv = [self.engine.client, "rm", "-f"]
-        if self.engine.name == "podman":
-            argv += ["-t", "0"]  # `sleep` as PID 1 ignores SIGTERM: do not wait 10 s for it
-        self.engine.run([*argv, self.name], check=False)
+        self.engine.run(self.engine.remove_container_argv(self.name), check=False)
 
     def copy_out(self, path: str, dest: Path) -> Path:
         """`engine cp NAME:path dest`: a file of the image onto the host."""
-        self.engine.run([self.engine.client, "cp", f"{self.name}:{path}", str(dest)])
+        self.engine.run(self.engine.copy_out_argv(self.name, path, dest))
         return dest
 
     def hostspec(self, user: str | None = None) -> str:
         """The testinfra backend URL: docker://NAME or podman://USER@NAME."""
         return f"{self.engine.name}://{user + '@' if user else ''}{self.name}"
-
-
-@contextmanager
-def running(engine: Engine, image: str) -> Iterator[Container]:
-    box = Container.start(engine, image)
-    try:
-        yield box
-    finally:
-        box.remove()
 
 
 @contextmanager
@@ -93,8 +78,9 @@ def client_first_on_path(engine: Engine) -> Iterator[None]:
 @contextmanager
 def saved_image(engine: Engine, image: str) -> Iterator[IO[bytes]]:
     """`engine save IMAGE` as a stream (never written to disk: the slim image is ~10 GB)."""
+    argv = engine.save_argv(image)
     proc = subprocess.Popen(
-        [engine.client, "save", image],
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, **engine.env},
@@ -105,10 +91,10 @@ def saved_image(engine: Engine, image: str) -> Iterator[IO[bytes]]:
         proc.stdout.read()  # drain, so the engine is not killed by SIGPIPE mid-archive
     finally:
         proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         rc = proc.wait()
     if rc != 0:
-        raise EngineError(f"{engine.name} save {image} failed (exit {rc}): {err[-300:]}")
+        raise engine.command_failed(argv, rc, err)
 
 
 def run_once(
@@ -127,7 +113,3 @@ def run_once(
         return engine.run(argv, check=False, timeout=timeout)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(argv, 124, "", f"timed out after {timeout:.0f}s")
-
-
-def gpu_flags(engine: Engine) -> list[str]:
-    return ["--gpus", "all"] if engine.name == "docker" else ["--device", "nvidia.com/gpu=all"]

@@ -9,10 +9,11 @@ import json
 import re
 from pathlib import PurePosixPath
 
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..archcheck import capability_of
 from ..pins import Pins
+from .archcheck import capability_of
 
 REBUILD = "rebuild the image from versions.toml (`nox -s slim`)"
 
@@ -25,11 +26,6 @@ NOT_FOR_EVERY_ARCH: dict[str, str] = {
 }
 
 
-def canonical(name: str) -> str:
-    """PEP 503 name normalization: `Flashinfer_Python` -> `flashinfer-python`."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def expected_versions(pins: Pins) -> dict[str, str]:
     versions = {
         "vllm": pins.vllm.version,
@@ -37,7 +33,9 @@ def expected_versions(pins: Pins) -> dict[str, str]:
         "torchvision": pins.torch.torchvision,
         "torchaudio": pins.torch.torchaudio,
     }
-    versions.update({canonical(p): pins.flashinfer.version for p in pins.flashinfer.packages})
+    versions.update(
+        {canonicalize_name(p): pins.flashinfer.version for p in pins.flashinfer.packages}
+    )
     return versions
 
 
@@ -48,7 +46,7 @@ def parse_metadata_headers(text: str) -> dict[str, str]:
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key == "Name":
-            name = canonical(value.strip())
+            name = canonicalize_name(value.strip())
         elif key == "Version" and name is not None:
             found[name] = value.strip()
             name = None

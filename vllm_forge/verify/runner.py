@@ -13,7 +13,6 @@ from .config import VerifyConfig
 from .report import FAIL, PASS, SKIP, CheckResult, Report
 
 CHECKS = Path(checks.__file__)
-CONFIG_KEY = checks.CONFIG_KEY
 
 
 def check_ids() -> list[str]:
@@ -31,7 +30,7 @@ class Collector:
         self.results: dict[str, CheckResult] = {}
 
     def pytest_configure(self, config: pytest.Config) -> None:
-        config.stash[CONFIG_KEY] = self.cfg
+        config.stash[checks.CONFIG_KEY] = self.cfg
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         name = report.nodeid.rpartition("::")[2].removeprefix("test_")
@@ -74,22 +73,15 @@ def run(cfg: VerifyConfig, only: list[str] | None = None, echo=print) -> Report:
     targets = [f"{CHECKS}::test_{n}" for n in only] if only else [str(CHECKS)]
     collector = Collector(cfg, echo)
     start = time.monotonic()
-    args = [
-        *targets,
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:terminal",
-    ]
+    args = [*targets, "-p", "no:cacheprovider", "-p", "no:terminal"]
     code = pytest.main(args, plugins=[collector])
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not collector.results:
         raise VerifyError(f"the checks did not run (pytest exit {int(code)}): see output above")
     order = {n: i for i, n in enumerate(checks.ORDER)}
-    report = Report(
+    return Report(
         image=cfg.image,
         engine=f"{cfg.engine.name} {cfg.engine.version}",
         profile=cfg.pins.profile,
         checks=sorted(collector.results.values(), key=lambda c: order.get(c.id, 99)),
         seconds=time.monotonic() - start,
     )
-    return report

@@ -1,27 +1,34 @@
-"""`python -m vllm_forge.verify`: verify an image against versions.toml (`nox -s verify`)."""
+"""`vllm-forge verify`: check an image against versions.toml (`nox -s verify`).
+
+Its options and its run; the CLI's one wrapper turns its errors into a line and an exit code.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .. import engines, pins
-from ..build import Paths, default_tag, slug
-from ..errors import ConfigError, ForgeError, VerifyError
+from ..build import default_tag, slug
+from ..errors import ConfigError, VerifyError
+from ..project import Project
 from . import report as reports
 from .config import VerifyConfig, host_ca_bundle
-from .runner import check_ids, run
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m vllm_forge.verify",
-        description="Check an image against versions.toml: pins, SASS coverage, slim hygiene, "
-        "metadata, size, and (where a GPU is visible) the kernel probe, torch and vLLM.",
-    )
-    p.add_argument("--profile", help="profile in versions.toml (default: its default_profile)")
-    p.add_argument("--pins", default="versions.toml", help="path of versions.toml")
+def _runner():
+    """The checks run under pytest-testinfra, an extra: the rest of the tool works without it."""
+    try:
+        from . import runner
+    except ImportError as exc:
+        raise ConfigError(
+            f"verify needs pytest and pytest-testinfra ({exc.name} is not installed): "
+            "pip install 'vllm-forge[verify]' (`nox -s verify` installs them)"
+        ) from None
+    return runner
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", help="image to verify (default: localhost/vllm-forge:PROFILE)")
     p.add_argument("--engine", choices=engines.ENGINE_NAMES, help="default: docker, else podman")
     p.add_argument("--gpu", action="store_true", help="run the GPU checks even if none is seen")
@@ -40,11 +47,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--list", action="store_true", help="list the checks and exit")
     p.add_argument("--report-dir", type=Path, help="default: build/reports")
-    return p
 
 
-def config(args: argparse.Namespace) -> VerifyConfig:
-    resolved = pins.load(Path(args.pins), args.profile)
+def config(project: Project, args: argparse.Namespace) -> VerifyConfig:
+    resolved = pins.load(project.pins_file, args.profile)
     if (args.model_dir is None) != (args.model is None):
         raise ConfigError("--model-dir and --model go together: the directory and a model in it")
     if args.model_dir is not None and not args.model_dir.is_dir():
@@ -70,39 +76,30 @@ def config(args: argparse.Namespace) -> VerifyConfig:
         host_bundle=host_ca_bundle(),
         model_dir=args.model_dir.resolve() if args.model_dir else None,
         model=args.model,
-        cache_dir=Paths(root=Path.cwd()).build / ".cache",
+        cache_dir=project.cache,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.list:
-        print("\n".join(check_ids()))
+def run(project: Project | None, args: argparse.Namespace) -> int:
+    """Verify; with --list, only name the checks (no project needed)."""
+    runner = _runner()
+    if args.list or project is None:
+        print("\n".join(runner.check_ids()))
         return 0
-    try:
-        cfg = config(args)
-        print(
-            f"vllm-forge verify: {cfg.image} with {cfg.engine.name} {cfg.engine.version}, "
-            f"profile {cfg.pins.profile}",
-            flush=True,
-        )
-        result = run(cfg, args.check)
-        directory = args.report_dir or Paths(root=Path.cwd()).reports
-        name = slug(f"{cfg.pins.profile}-{cfg.engine.name}-{cfg.image.rpartition('/')[2]}")
-        as_json, as_text = reports.write(result, directory, name)
-        print("\n" + reports.table(result))
-        if text := reports.details(result):
-            print("\n" + text)
-        print(f"\nreport: {as_json}\n        {as_text}")
-        if not result.ok:
-            raise VerifyError(f"{cfg.image} failed {result.counts()['fail']} check(s); see above")
-        return 0
-    except ForgeError as exc:
-        print(f"vllm-forge: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    cfg = config(project, args)
+    print(
+        f"vllm-forge verify: {cfg.image} with {cfg.engine.name} {cfg.engine.version}, "
+        f"profile {cfg.pins.profile}",
+        flush=True,
+    )
+    result = runner.run(cfg, args.check)
+    directory = args.report_dir or project.reports
+    name = slug(f"{cfg.pins.profile}-{cfg.engine.name}-{cfg.image.rpartition('/')[2]}")
+    as_json, as_text = reports.write(result, directory, name)
+    print("\n" + reports.table(result))
+    if text := reports.details(result):
+        print("\n" + text)
+    print(f"\nreport: {as_json}\n        {as_text}")
+    if not result.ok:
+        raise VerifyError(f"{cfg.image} failed {result.counts()['fail']} check(s); see above")
+    return 0

@@ -20,7 +20,8 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .errors import IndexError_
+from ..errors import IndexError_
+from ..pins import Pins
 from .pyindex import Dist, Metadata
 
 _CUDA_RUNTIME = re.compile(r"^nvidia-cuda-runtime(-cu(?P<major>\d+))?$")
@@ -40,6 +41,18 @@ class Target:
     cuda: str  # "12.8"
     machine: str = "x86_64"
     glibc: tuple[int, int] = (2, 39)  # Ubuntu 24.04
+
+    @classmethod
+    def of(cls, pins: Pins) -> Target:
+        """The profile's target: its Python, CUDA, and `[python].platform` (validated by pins)."""
+        machine, _, glibc = pins.python_platform.partition("-manylinux_")
+        major, _, minor = glibc.partition("_")
+        return cls(
+            python=pins.python_version,
+            cuda=pins.cuda_version,
+            machine=machine,
+            glibc=(int(major), int(minor)),
+        )
 
     @property
     def python_tuple(self) -> tuple[int, int]:

@@ -8,7 +8,6 @@ found with the ones the profile's arch list requires. cuobjdump comes from the p
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -18,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cuda_arch import parse_arch_list, sass_targets
-from .errors import ConfigError, ForgeError, IndexError_, VerifyError
+from ..cuda_arch import parse_arch_list, sass_targets
+from ..errors import IndexError_, VerifyError
 
 # Known to read vLLM's wheels (sm_70 ... sm_120a); any 13.x reads older binaries too.
 CUOBJDUMP_REQUIREMENT = "nvidia-cuda-cuobjdump==13.2.51"
@@ -220,11 +219,6 @@ def list_contents(path: Path, cuobjdump: Path) -> CudaContents:
     return parse_cuobjdump_listing(output)
 
 
-def list_elf_arches(so_path: Path, cuobjdump: Path) -> frozenset[str]:
-    """The SASS targets (`sm_XY`) in a file; empty for a file without device code."""
-    return list_contents(so_path, cuobjdump).sass
-
-
 def coverage(files: Iterable[Path], required: frozenset[str], cuobjdump: Path) -> CoverageReport:
     """Which of `required` (e.g. {"sm_120"}) each file lacks, and what it carries beyond them."""
     results = tuple(
@@ -327,40 +321,3 @@ def ensure_cuobjdump(
             "the package's layout changed: pin a version that has it"
         )
     return found
-
-
-# --- command line: python -m vllm_forge.archcheck --arch-list 12.0 FILE_OR_DIR... --------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m vllm_forge.archcheck",
-        description="Report which CUDA SASS targets shared objects carry, against an arch list.",
-    )
-    parser.add_argument("paths", nargs="+", type=Path, help="files, or folders to search for .so")
-    parser.add_argument("--arch-list", required=True, help='e.g. "12.0" or "9.0 12.0a"')
-    parser.add_argument("--cache-dir", type=Path, default=Path("build/.cache"))
-    args = parser.parse_args(argv)
-    try:
-        required = required_targets(args.arch_list)
-        files: list[Path] = []
-        for path in args.paths:
-            if path.is_dir():
-                files.extend(find_shared_objects(path))
-            elif path.exists():
-                files.append(path)
-            else:
-                raise ConfigError(f"{path}: no such file or folder")
-        report = coverage(files, required, ensure_cuobjdump(args.cache_dir))
-    except ForgeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    print(report.table())
-    if not report.ok:
-        print(report.failure_message(), file=sys.stderr)
-        return VerifyError.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,19 +1,16 @@
 """A client for a PEP 503 / PEP 691 simple index, and wheel metadata read by HTTP range requests.
 
-The index URL is the user's: `PIP_INDEX_URL`, else `pip config`, else pip's own default. The index
-serves no PEP 658 metadata files, so `Requires-Dist` comes from the wheel itself: the zip's central
-directory and its `METADATA` member, fetched with `Range` requests (a few hundred KB, not 900 MB).
+The index URL is the profile's `[torch].index_url`, else the user's pip configuration
+(`pipconfig`). Where the index serves no PEP 658 metadata files, `Requires-Dist` comes from the
+wheel itself: the zip's central directory and its `METADATA` member, fetched with `Range`
+requests (a few hundred KB, not 900 MB). Retries are the session's: see `http.py`.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import re
-import subprocess
-import sys
 import zipfile
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from html.parser import HTMLParser
@@ -32,75 +29,11 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from .errors import IndexError_
+from ..errors import IndexError_
+from . import http
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 _ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-_SETTING_LINE = re.compile(r"^(?P<scope>[\w:]*)\.(?P<key>[\w-]+)\s*=\s*'?(?P<value>[^']*)'?\s*$")
-# pip's own precedence: environment over site over user over global.
-_SCOPE_ORDER = (":env:", "site", "user", "global")
-
-
-# ---------------------------------------------------------------------------- the index URL
-def index_url_from_pip(
-    env: Mapping[str, str] | None = None,
-    run: Callable[[list[str]], str] | None = None,
-) -> str:
-    """The index the user's pip would use."""
-    env = os.environ if env is None else env
-    if env.get("PIP_INDEX_URL"):
-        return env["PIP_INDEX_URL"].split()[0]
-    configured = _index_url_from_config((run or _pip_config_list)([sys.executable, "-m", "pip"]))
-    return configured or _pip_default_index()
-
-
-def _pip_config_list(pip: list[str]) -> str:
-    try:
-        done = subprocess.run(
-            [*pip, "config", "list"], capture_output=True, text=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout if done.returncode == 0 else ""
-
-
-def pip_config(listing: str) -> dict[str, str]:
-    """`pip config list` output -> {key: value}, each key from the scope pip itself would use."""
-    scoped: dict[str, dict[str, str]] = {}
-    for line in listing.splitlines():
-        match = _SETTING_LINE.match(line.strip())
-        if match:
-            scoped.setdefault(match["key"], {})[match["scope"]] = match["value"]
-    return {
-        key: next(values[scope] for scope in (*_SCOPE_ORDER, *values) if scope in values)
-        for key, values in scoped.items()
-    }
-
-
-def user_pip_config(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The user's pip settings: `pip config list`, with PIP_* environment variables on top."""
-    env = os.environ if env is None else env
-    settings = pip_config(_pip_config_list([sys.executable, "-m", "pip"]))
-    for key in ("index-url", "extra-index-url", "trusted-host", "cert"):
-        value = env.get("PIP_" + key.upper().replace("-", "_"))
-        if value:
-            settings[key] = value
-    return settings
-
-
-def _index_url_from_config(listing: str) -> str:
-    url = pip_config(listing).get("index-url", "")
-    return url.split()[0] if url else ""
-
-
-def _pip_default_index() -> str:
-    try:
-        from pip._internal.models.index import PyPI
-    except ImportError:
-        raise IndexError_(
-            "no package index configured and pip is not importable: set PIP_INDEX_URL"
-        ) from None
-    return str(PyPI.simple_url)
 
 
 # ---------------------------------------------------------------------------- index data
@@ -280,6 +213,10 @@ class RangeFile(io.RawIOBase):
             raise IndexError_(
                 f"cannot reach the package index's files ({type(exc).__name__}): check the network"
             ) from None
+        if response.status_code in http.RETRY_STATUSES:
+            raise IndexError_(
+                f"{self._url} answered {response.status_code}; {http.try_later(response)}"
+            )
         if response.status_code != 206:
             raise IndexError_(
                 f"{self._url} answered {response.status_code} to a Range request; the bump needs"
@@ -326,7 +263,7 @@ class SimpleIndex:
     """One index, read lazily: a project page per project, metadata per wheel, both cached."""
 
     url: str
-    session: requests.Session = field(default_factory=requests.Session)
+    session: requests.Session = field(default_factory=http.session)
     timeout_s: float = 60.0
     _pages: dict[str, list[Dist]] = field(default_factory=dict, repr=False)
     _metadata: dict[str, Metadata] = field(default_factory=dict, repr=False)
@@ -357,7 +294,8 @@ class SimpleIndex:
             return []
         if not response.ok:
             raise IndexError_(
-                f"the package index answered {response.status_code} for {page_url}; try later"
+                f"the package index answered {response.status_code} for {page_url};"
+                f" {http.try_later(response)}"
             )
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         if content_type == JSON_TYPE:

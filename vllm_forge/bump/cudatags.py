@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import RegistryError
+from ..errors import ConfigError
 
 _CUDA_TAG = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?(?P<suffix>-.+)?$")
 
@@ -44,7 +44,7 @@ def choose_tag(current: str, tags: Iterable[str], *, allow_minor: bool = False) 
     """
     pinned = parse_cuda_tag(current)
     if pinned is None:
-        raise RegistryError(
+        raise ConfigError(
             f"pinned tag {current!r} is not a CUDA version tag (like 12.8.1-devel-ubuntu24.04);"
             " move it by hand"
         )
