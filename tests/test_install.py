@@ -3,6 +3,7 @@ fresh venv outside the repository, then render from a versions.toml somewhere el
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import venv
@@ -15,7 +16,9 @@ pytestmark = pytest.mark.network  # pip fetches the build backend and dependenci
 
 
 def run(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True)
+    # no PYTHONPATH: the installed copy must run, never the checkout's
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, env=env)
 
 
 def test_installed_package_renders_from_a_versions_toml_anywhere(tmp_path):

@@ -69,7 +69,10 @@ def test_changing_a_pin_makes_the_lock_stale(doc, tmp_path):
     lock.write_lock(resolved, lock.read_fresh_lock(resolved, HERE), project)
     changed = copy.deepcopy(doc)
     changed["torch"]["torchaudio"] = "2.9.1"
-    with pytest.raises(ConfigError, match="is stale: versions.toml changed .* run `nox -s lock`"):
+    with pytest.raises(
+        ConfigError,
+        match=r"lock of profile debian-pypi \(.*\) is stale: versions.toml changed .* run `nox -s lock`",
+    ):
         lock.read_fresh_lock(pins.resolve(changed, "debian-pypi"), project)
 
 
@@ -82,7 +85,7 @@ def test_python_or_platform_change_makes_the_lock_stale(doc):
 def test_missing_lock_is_a_clear_error(doc, tmp_path):
     mine = copy.deepcopy(doc)
     mine["profiles"]["mine"] = mine["profiles"]["rtx5090"]
-    with pytest.raises(ConfigError, match="no lock for profile mine .* run `nox -s lock`"):
+    with pytest.raises(ConfigError, match="no lock for profile mine: run `nox -s lock`"):
         lock.read_fresh_lock(pins.resolve(mine, "mine"), elsewhere(tmp_path))
 
 
@@ -108,3 +111,14 @@ def test_uv_resolves_the_reachable_profile_against_the_real_index(doc, tmp_path)
     assert "nvidia-cuda-runtime-cu12==12.8.90" in text  # torch 2.10.0's CUDA 12.8 runtime
     parts = lock.split(text, drop_vllm=False)
     assert parts.vllm and parts.deps.count("==") > 100
+
+
+def test_an_unchanged_copy_of_the_pins_needs_no_relock(tmp_path, monkeypatch):
+    """`lock` and the build agree on "current": the packaged lock serves an unchanged copy."""
+
+    def resolve_again(*_args, **_kwargs):
+        raise AssertionError("re-resolved a profile whose lock is current")
+
+    monkeypatch.setattr(lock, "make_lock", resolve_again)
+    assert lock.refresh(elsewhere(tmp_path), log=lambda _line: None) == []
+    assert not (tmp_path / "locks").exists()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, engine_or_skip
 
 from vllm_forge import cli
+from vllm_forge.build import slug
 from vllm_forge.errors import BuildError, ConfigError
 from vllm_forge.project import PACKAGE_DIR, Project
 
@@ -47,10 +50,23 @@ def test_packaged_resources_are_found_from_a_checkout():
     assert project.context_scripts == PACKAGE_DIR / "scripts"
 
 
-def test_the_manifest_hashes_the_pins_file_the_command_was_given(tmp_path):
-    """--pins other.toml is honoured everywhere: the manifest's pins file is that file."""
-    (tmp_path / "other.toml").write_text((ROOT / "versions.toml").read_text())
-    assert Project.at(tmp_path / "other.toml").pins_file == tmp_path / "other.toml"
+@pytest.mark.engine
+def test_a_build_from_other_pins_writes_beside_them_and_hashes_that_file(tmp_path):
+    """--pins other.toml is honoured everywhere: build/ beside it, its hash in the manifest."""
+    engine_or_skip("docker")
+    other = tmp_path / "other.toml"
+    other.write_text((ROOT / "versions.toml").read_text() + "# another file\n")
+    tag = "localhost/vllm-forge-test:other-pins-probe"
+    result = forge("probe", "--pins", other, "--profile", "debian-pypi", "--engine", "docker",
+                   "--tag", tag, cwd=tmp_path)  # fmt: skip
+    try:
+        assert result.returncode == 0, result.stderr[-2000:]
+        report = json.loads((tmp_path / "build" / "reports" / f"{slug(tag)}.json").read_text())
+        digest = "sha256:" + hashlib.sha256(other.read_bytes()).hexdigest()
+        assert report["inputs"]["versions_toml"] == digest
+        assert (tmp_path / "build" / "logs" / "debian-pypi-probe-docker.sh").is_file()
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,21 +40,22 @@ class Options:
 # ---- the parser ------------------------------------------------------------------------------
 
 
-def _project_options() -> argparse.ArgumentParser:
-    """--pins, --lock-dir and --profile: every command that reads versions.toml takes them."""
+def _pins_options() -> argparse.ArgumentParser:
+    """--pins and --profile: every command that reads versions.toml takes them."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--profile", help="profile in versions.toml (default: its default_profile)")
     common.add_argument("--pins", default="versions.toml", help="path of versions.toml")
+    return common
+
+
+def _build_options(pins_options: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """What the commands that render or build take on top: the locks, the engine, the knobs."""
+    common = argparse.ArgumentParser(add_help=False, parents=[pins_options])
     common.add_argument(
         "--lock-dir",
         help="where the profiles' locks live (default: the package's in a checkout, "
         "else locks/ beside versions.toml)",
     )
-    return common
-
-
-def _build_options(project: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False, parents=[project])
     common.add_argument(
         "--engine", choices=engines.ENGINE_NAMES, help="default: docker, else podman"
     )
@@ -77,7 +77,7 @@ def _build_options(project: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def parser() -> argparse.ArgumentParser:
-    project = _project_options()
+    project = _pins_options()
     common = _build_options(project)
     top = argparse.ArgumentParser(
         prog="vllm-forge",
@@ -107,15 +107,23 @@ def parser() -> argparse.ArgumentParser:
     )
     add("bench", "measure rebuild speed, ccache and sizes", [common])
     verify_command.add_arguments(add("verify", "check an image against versions.toml", [project]))
-    bump.add_arguments(add("bump", "move the pins forward, then re-lock", [project]))
-    arch_cmd = add("archcheck", "which CUDA SASS targets shared objects carry", [project])
+    bump_cmd = add("bump", "move the pins forward, then re-lock", [project])
+    bump_cmd.add_argument("--lock-dir", help="where the re-written locks go (as for `lock`)")
+    bump.add_arguments(bump_cmd)
+    arch_cmd = add("archcheck", "which CUDA SASS targets shared objects carry", [])
     arch_cmd.add_argument("paths", nargs="+", type=Path, help="files, or folders to search")
     arch_cmd.add_argument("--arch-list", required=True, help='e.g. "12.0" or "9.0 12.0a"')
+    arch_cmd.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path("build/.cache"),
+        help="where cuobjdump is installed from the index (default: build/.cache)",
+    )
     clean_cmd = add("clean", "remove project images; bound build caches", [])
     clean_cmd.add_argument("--engine", choices=engines.ENGINE_NAMES, action="append")
     clean_cmd.add_argument("--keep-cache-gb", type=float, default=8.0)
     clean_cmd.add_argument("--keep-images", action="store_true")
-    add("setup", "install engines from Debian and start dockerd (root)", [project])
+    add("setup", "install engines from Debian and start dockerd (root)", [])
     return top
 
 
@@ -123,7 +131,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def project_of(args: argparse.Namespace) -> Project:
-    return Project.at(args.pins, args.lock_dir)
+    return Project.at(args.pins, getattr(args, "lock_dir", None))
 
 
 def options(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Options:
@@ -155,13 +163,16 @@ def options(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
     )
 
 
-_TAG = re.compile(
-    r"^[a-z0-9]+([._-]+[a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"
-)
-
-
 def check_tag(tag: str | None) -> str | None:
-    if tag is not None and not _TAG.match(tag):
+    """--tag is NAME[:TAG] by the same grammar as the pins' image references (no digest)."""
+    if tag is None:
+        return None
+    named = tag if ":" in tag.rpartition("/")[2] else f"{tag}:latest"
+    try:
+        ref = pins.ImageRef.parse(named, "--tag", need_digest=False)
+    except ConfigError:
+        ref = None
+    if ref is None or ref.digest or "@" in tag:
         raise ConfigError(
             f"--tag {tag!r} is not an image reference; write it as lowercase NAME[:TAG], "
             "e.g. localhost/vllm-forge:mine"
@@ -213,7 +224,7 @@ def _announce(args: argparse.Namespace) -> Options:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     hostsetup.install()
-    hostsetup.start_dockerd(project_of(args).logs)
+    hostsetup.start_dockerd(Path("build/logs"))  # a host-wide step: no project to ask
     return 0
 
 
@@ -315,7 +326,7 @@ def cmd_archcheck(args: argparse.Namespace) -> int:
             files.append(path)
         else:
             raise ConfigError(f"{path}: no such file or folder")
-    cuobjdump = archcheck.ensure_cuobjdump(project_of(args).cache)
+    cuobjdump = archcheck.ensure_cuobjdump(args.cache_dir)
     report = archcheck.coverage(files, required, cuobjdump)
     print(report.table())
     if not report.ok:

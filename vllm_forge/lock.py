@@ -56,22 +56,31 @@ def lock_digest(text: str) -> str | None:
     return match["digest"] if match else None
 
 
-def read_fresh_lock(pins: Pins, project: Project) -> str:
-    """The profile's lock text; a ConfigError if it is missing or stale everywhere it is looked for."""
+def fresh_lock(pins: Pins, project: Project) -> str | None:
+    """The text of the first lock of the profile made from these pins: the lock dir's, else
+    the package's own (a copy of the project's versions.toml builds from those)."""
     wanted = inputs_digest(pins)
-    found = [p for p in project.lock_candidates(pins.profile) if p.is_file()]
-    for path in found:
-        text = path.read_text()
-        if lock_digest(text) == wanted:
+    for path in project.lock_candidates(pins.profile):
+        if path.is_file() and lock_digest(text := path.read_text()) == wanted:
             return text
+    return None
+
+
+def read_fresh_lock(pins: Pins, project: Project) -> str:
+    """The profile's lock text; a ConfigError if no lock made from these pins exists."""
+    text = fresh_lock(pins, project)
+    if text is not None:
+        return text
+    remedy = (
+        f"run `nox -s lock` (installed: `vllm-forge lock --pins {project.pins_file}`), "
+        f"which writes {project.lock_path(pins.profile)}"
+    )
+    found = [p for p in project.lock_candidates(pins.profile) if p.is_file()]
     if not found:
-        raise ConfigError(
-            f"no lock for profile {pins.profile} ({project.lock_path(pins.profile)}): "
-            "run `nox -s lock`"
-        )
+        raise ConfigError(f"no lock for profile {pins.profile}: {remedy}")
     raise ConfigError(
-        f"{found[0]} is stale: {project.pins_file.name} changed since it was made; "
-        "run `nox -s lock`"
+        f"the lock of profile {pins.profile} ({found[0]}) is stale: {project.pins_file.name} "
+        f"changed since it was made; {remedy}"
     )
 
 
@@ -165,9 +174,8 @@ def refresh(
     for name in profiles or profile_names(doc):
         resolved = resolve(doc, name)
         path = project.lock_path(name)
-        current = path.is_file() and lock_digest(path.read_text()) == inputs_digest(resolved)
-        if current and not upgrade:
-            log(f"lock: {path.name} is current")
+        if not upgrade and fresh_lock(resolved, project) is not None:
+            log(f"lock: {name} is current")
             continue
         written.append(write_lock(resolved, make_lock(resolved, project.lock_work), project))
         log(f"lock: wrote {path}")
