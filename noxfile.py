@@ -1,15 +1,26 @@
 """The menu. Each session is a few lines that call into the vllm_forge package.
 
 Session arguments go after `--`, e.g. `nox -s slim -- --profile debian-pypi --engine podman`.
+Sessions run on the Python that runs nox (3.11 or later): Debian 12's 3.11, Ubuntu 24.04's 3.12,
+a CI runner's. On a stock machine nox itself comes from `pipx run nox` (the system Python
+refuses `pip install`, PEP 668); `setup` needs only the standard library.
 """
 
+import sys
+
 import nox
+
+if sys.version_info < (3, 11):  # noqa: UP036 (nox may run on an older python3)
+    raise SystemExit(
+        f"vllm-forge needs Python 3.11 or later; nox runs on {sys.version.split()[0]}:"
+        " run nox with a newer python3 (pipx run --python python3.11 nox ...)"
+    )
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-PYTHON = "3.11"
+PYTHON = None  # the interpreter that runs nox
 
 
 def _forge(session: nox.Session, command: str, *, extra: str = "", deps: tuple = ()) -> None:
@@ -21,7 +32,9 @@ def _forge(session: nox.Session, command: str, *, extra: str = "", deps: tuple =
 @nox.session(python=False)
 def setup(session: nox.Session) -> None:
     """Install docker.io, podman, mmdebstrap and friends from Debian and start dockerd (root)."""
-    session.run("python3", "-m", "vllm_forge.cli", "setup", *session.posargs)
+    # No venv and nothing installed: the package runs from the checkout on nox's own Python,
+    # with the standard library only (tests/test_bootstrap.py proves it).
+    session.run(sys.executable, "-m", "vllm_forge.cli", "setup", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -102,6 +115,16 @@ def lint(session: nox.Session) -> None:
     session.install("-q", "ruff")
     session.run("ruff", "check", "vllm_forge", "tests", "noxfile.py")
     session.run("ruff", "format", "--check", "vllm_forge", "tests", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def bootstrap(session: nox.Session) -> None:
+    """The README's first commands (pipx run nox, setup) in a stock Debian 12 container (~1 min)."""
+    session.install("-q", "-e", ".", "pytest")
+    session.run(
+        "pytest", "-rs", "tests/test_bootstrap.py", *session.posargs,
+        env={"VLLM_FORGE_BOOTSTRAP": "1"},
+    )  # fmt: skip
 
 
 @nox.session(python=PYTHON)

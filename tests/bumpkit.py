@@ -7,8 +7,10 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import tarfile
@@ -21,7 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
+
+from vllm_forge import cli
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -410,3 +415,240 @@ def index_handler(state: IndexState) -> type:
             )
 
     return Handler
+
+
+# ---------------------------------------------------------------------------- the bump's world
+# A loopback index with a small vLLM/torch/FlashInfer history, a real loopback registry with
+# nvidia/cuda tags, and a versions.toml of three profiles pointing at both. Fixtures: `index`,
+# `registry`, `pins` (import them into a test module to use them).
+TORCH = "cp312-cp312-manylinux_2_28_x86_64"
+ANY = "py3-none-any"
+CU128 = (
+    'nvidia-cuda-runtime-cu12==12.8.90; platform_system == "Linux" and platform_machine == "x86_64"'
+)
+CU129 = 'nvidia-cuda-runtime-cu12==12.9.79; platform_system == "Linux"'
+CU130 = 'cuda-toolkit[cublas,cudart]==13.0.2; platform_system == "Linux"'
+PAD = 300 * 1024  # larger than one range chunk: METADATA is fetched by a second range request
+
+
+def _vllm_requires(torch: str, vision: str, audio: str, flashinfer: str) -> list[str]:
+    return [
+        "requests",
+        f"torch=={torch}",
+        f"torchvision=={vision}",
+        f"torchaudio=={audio}",
+        f'flashinfer-python=={flashinfer}; platform_machine == "x86_64"',
+        'flashinfer-python==0.1.0; platform_machine == "aarch64"',
+        f"flashinfer-cubin=={flashinfer}",
+        'zentorch; extra == "zen"',
+    ]
+
+
+def build_index(directory: Path, *, cu129: bool = False) -> IndexState:
+    """vLLM 0.20.0 needs a CUDA 13 torch; 0.19.2rc1 is a pre-release; 0.19.3 is yanked.
+
+    `cu129`: also vLLM 0.19.5, whose torch 2.10.1 is a CUDA 12.9 build (what `--allow-minor`
+    needs to move the bases from 12.8 to 12.9).
+    """
+    vllm = "cp38-abi3-manylinux_2_31_x86_64"
+    if cu129:
+        make_wheel(
+            directory,
+            "vllm",
+            "0.19.5",
+            vllm,
+            _vllm_requires("2.10.1", "0.25.1", "2.10.1", "0.6.6"),
+            padding=PAD,
+        )
+        (directory / "vllm-0.19.5.tar.gz").write_bytes(b"sdist 0.19.5")
+        make_wheel(directory, "torch", "2.10.1", TORCH, ["filelock", CU129], padding=PAD)
+        make_wheel(directory, "torchvision", "0.25.1", TORCH, ["torch==2.10.1"])
+        make_wheel(directory, "torchaudio", "2.10.1", TORCH, ["torch==2.10.1"])
+        make_wheel(
+            directory, "nvidia-cuda-runtime-cu12", "12.9.79", "py3-none-manylinux_2_17_x86_64"
+        )
+    for version, pins in {
+        "0.20.0": ("2.11.0", "0.26.0", "2.11.0", "0.6.8"),
+        "0.19.3": ("2.10.0", "0.25.0", "2.10.0", "0.6.7"),
+        "0.19.2rc1": ("2.10.0", "0.25.0", "2.10.0", "0.6.7"),
+        "0.19.1": ("2.10.0", "0.25.0", "2.10.0", "0.6.6"),
+        "0.19.0": ("2.10.0", "0.25.0", "2.10.0", "0.6.5"),
+        "0.18.0": ("2.9.0", "0.24.0", "2.9.0", "0.6.5"),
+    }.items():
+        make_wheel(directory, "vllm", version, vllm, _vllm_requires(*pins), padding=PAD)
+        (directory / f"vllm-{version}.tar.gz").write_bytes(f"sdist {version}".encode())
+    make_wheel(directory, "vllm", "0.19.1", "cp38-abi3-manylinux_2_31_aarch64", [])
+    for torch, cuda in (("2.11.0", CU130), ("2.10.0", CU128), ("2.9.0", CU128)):
+        make_wheel(directory, "torch", torch, TORCH, ["filelock", cuda], padding=PAD)
+    for vision, audio, torch in (
+        ("0.26.0", "2.11.0", "2.11.0"),
+        ("0.25.0", "2.10.0", "2.10.0"),
+        ("0.24.0", "2.9.0", "2.9.0"),
+    ):
+        make_wheel(directory, "torchvision", vision, TORCH, [f"torch=={torch}"])
+        make_wheel(directory, "torchaudio", audio, TORCH, [f"torch=={torch}"])
+    for version in ("0.6.8", "0.6.6", "0.6.5"):
+        make_wheel(directory, "flashinfer-python", version, ANY, ["torch"])
+        make_wheel(directory, "flashinfer-cubin", version, ANY, [])
+    # What the stack requires besides itself, so that uv can lock it from this index alone.
+    for name, version in (("requests", "2.32.0"), ("filelock", "3.13.0")):
+        make_wheel(directory, name, version, ANY, [])
+    make_wheel(directory, "nvidia-cuda-runtime-cu12", "12.8.90", "py3-none-manylinux_2_17_x86_64")
+    return IndexState(directory=directory, yanked={f"vllm-0.19.3-{vllm}.whl"})
+
+
+@dataclass
+class LoopbackIndex:
+    url: str
+    state: IndexState
+
+    def fetched(self) -> list[str]:
+        return [path for path, _, _ in self.state.seen if path.startswith("/files/")]
+
+
+@contextlib.contextmanager
+def loopback_index(directory: Path, *, cu129: bool = False) -> Iterator[LoopbackIndex]:
+    state = build_index(directory, cu129=cu129)
+    with serve(index_handler(state)) as base:
+        yield LoopbackIndex(url=f"{base}/simple", state=state)
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Iterator[LoopbackIndex]:
+    state = build_index(tmp_path)
+    with serve(index_handler(state)) as base:
+        yield LoopbackIndex(url=f"{base}/simple", state=state)
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- index client
+
+PINS = """\
+# versions.toml for the bump's end-to-end test.
+
+[project]
+default_profile = "rtx5090"
+source_date_epoch = 1764201600
+
+[cuda]
+version = "12.8"
+
+[images]
+# Builder and runtime, by tag AND digest.
+devel = "{devel}"
+runtime = "{runtime}"  # re-pushed upstream
+
+[python]
+version = "3.12"
+platform = "x86_64-manylinux_2_39"
+
+[torch]
+version = "2.9.0"
+torchvision = "0.24.0"
+torchaudio = "2.9.0"
+index_url = "{index}"
+
+[flashinfer]
+version = "0.6.5"
+packages = ["flashinfer-python", "flashinfer-cubin"]
+jit_cache = "source"
+git_url = "https://example.invalid/flashinfer.git"
+revision = "{revision}"  # tag v0.6.5
+cuda_arch_list = "12.0a"
+
+[vllm]
+version = "0.18.0"
+source = "sdist"
+sdist_sha256 = "{old_sha}"
+git_url = "https://example.invalid/vllm.git"
+revision = ""
+
+[toolchain]
+nvcc = "image"
+nvcc_package = ""
+
+[build]
+torch_cuda_arch_list = "12.0"
+max_jobs = "auto"
+nvcc_threads = 1
+ccache_max_size = "20G"
+
+[budget]
+slim_max_gb = 20
+
+[profiles.rtx5090]
+description = "default"
+
+[profiles.cudnn.images]
+devel = "{cudnn}"
+
+[profiles.local]
+description = "bases made here"
+
+[profiles.local.images]
+devel = "localhost/vllm-forge/debian:bookworm"
+runtime = "localhost/vllm-forge/debian:bookworm"
+
+[profiles.local.base]
+suite = "bookworm"
+image = "localhost/vllm-forge/debian:bookworm"
+"""
+
+REVISION = "70b142b75b46aa56e7f675a8e6ec1a977352c91f"
+PROFILES = ("rtx5090", "cudnn", "local")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    if shutil.which("docker-registry") is None:
+        pytest.skip("Debian's docker-registry is not installed")
+    workdir = tmp_path_factory.mktemp("registry")
+    digests: dict[str, str] = {}
+    with docker_registry(workdir) as host:
+        for version in ("12.8.0", "12.8.1", "12.9.0", "13.0.1"):
+            for suffix in ("-devel-ubuntu24.04", "-cudnn-devel-ubuntu24.04", "-base-ubuntu24.04"):
+                digests[version + suffix] = push_image(host, "nvidia/cuda", version + suffix)
+        digests["old-base"] = digests["12.8.1-base-ubuntu24.04"]
+        digests["12.8.1-base-ubuntu24.04"] = push_image(
+            host, "nvidia/cuda", "12.8.1-base-ubuntu24.04", seed="re-pushed"
+        )
+        yield host, digests
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def write_pins(
+    tmp_path: Path, host: str, digests: dict[str, str], index_url: str, monkeypatch
+) -> Path:
+    """PINS for the registry at `host` and the index at `index_url`, in tmp_path/project."""
+    text = PINS.format(
+        devel=f"{host}/nvidia/cuda:12.8.0-devel-ubuntu24.04@{digests['12.8.0-devel-ubuntu24.04']}",
+        runtime=f"{host}/nvidia/cuda:12.8.1-base-ubuntu24.04@{digests['old-base']}",
+        cudnn=f"{host}/nvidia/cuda:12.8.0-cudnn-devel-ubuntu24.04@"
+        + digests["12.8.0-cudnn-devel-ubuntu24.04"],
+        index=index_url,
+        revision=REVISION,
+        old_sha="0" * 64,
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    path = project / "versions.toml"
+    path.write_text(text)
+    # The re-lock after a write: uv resolves from the loopback index alone (pip's index is the
+    # user's pip configuration: here only the environment), with a cache of its own.
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", index_url)
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
+    return path
+
+
+@pytest.fixture
+def pins(
+    tmp_path: Path, index: LoopbackIndex, registry, monkeypatch
+) -> tuple[Path, str, dict[str, str]]:
+    host, digests = registry
+    return write_pins(tmp_path, host, digests, index.url, monkeypatch), host, digests
+
+
+def bump(path: Path, *args: str) -> int:
+    return cli.main(["bump", "--pins", str(path), *args])

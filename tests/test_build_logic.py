@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_forge import build, buildsecrets
+from vllm_forge import build, buildsecrets, redact
 from vllm_forge.engines import Engine
 from vllm_forge.errors import ConfigError
 
@@ -69,3 +69,42 @@ def test_build_secrets_live_in_a_private_dir_that_is_removed():
         assert "cert = /run/secrets/pip-ca" in secrets["pip-conf"].read_text()
         assert not str(folder).startswith(str(Path.cwd()))
     assert not folder.exists()
+
+
+def test_build_output_reaches_the_log_and_the_terminal_redacted(tmp_path):
+    """A RUN step that prints the index URL and a --secret file: both masked in log and echo."""
+    token = tmp_path / "hf-token"
+    token.write_text("hf_planted_0123456789\n")
+    redact.remember_file(token)
+    engine = Engine(name="docker", client="/bin/sh", mode="buildkit-classic", version="0")
+    script = "echo 'index-url = http://u:PLANTED-0123@127.0.0.1:9/simple'; cat " + str(token)
+    shown: list[str] = []
+    log = tmp_path / "build.log"
+    rc, _ = build.stream(engine, ["/bin/sh", "-c", script], log, shown.append, secrets_dir=tmp_path)
+    assert rc == 0
+    for text in (log.read_text(), "\n".join(shown)):
+        assert "PLANTED" not in text and "hf_planted" not in text
+        assert "index-url = http://***@127.0.0.1:9/simple" in text
+    redact.forget_all()
+
+
+def test_replay_script_is_written_redacted_and_stays_valid_shell(tmp_path):
+    engine = Engine(name="podman", client="/usr/bin/podman", mode="podman", version="4.3.1")
+    argv = ["/usr/bin/podman", "build", "--build-arg",
+            "INDEX=http://u:PLANTED-0123@127.0.0.1/simple?token=abc", "."]  # fmt: skip
+    script = tmp_path / "replay.sh"
+    redact.write_text(script, build.replay_script(engine, argv, {}, tmp_path))
+    text = script.read_text()
+    assert "PLANTED" not in text and "token=abc" not in text
+    assert "INDEX=http://***@127.0.0.1/simple?token=***" in text
+    assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+
+
+def test_secrets_go_to_memory_backed_storage_only(tmp_path):
+    on_disk = tmp_path / "runtime"  # a plain directory: not memory-backed
+    on_disk.mkdir()
+    roots = buildsecrets.secrets_roots({"XDG_RUNTIME_DIR": str(on_disk)})
+    assert on_disk not in roots
+    mounts = Path("/proc/self/mounts").read_text()
+    if " /dev/shm tmpfs " in mounts:
+        assert roots[0] == Path("/dev/shm")

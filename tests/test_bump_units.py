@@ -12,7 +12,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from vllm_forge import bump, cli
-from vllm_forge.bump.cudatags import choose_tag, decide, parse_cuda_tag
+from vllm_forge.bump import command as bumpcmd
+from vllm_forge.bump.cudatags import choose_tag, decide, newer_minors, parse_cuda_tag
 from vllm_forge.bump.http import retry_after_s
 from vllm_forge.bump.pyindex import Dist, Metadata, make_dist, parse_metadata, parse_project_html
 from vllm_forge.bump.registry import api_base, parse_challenge, parse_link_next
@@ -382,10 +383,10 @@ version = "0.17.0"
 
 def test_apply_keeps_comments_and_writes_where_the_profile_reads():
     doc = tomlkit.parse(PINS)
-    assert bump.home(doc.unwrap(), "q", "vllm", "version") == ("profiles", "q", "vllm")
-    assert bump.home(doc.unwrap(), "p", "vllm", "version") == ("vllm",)
-    changes = [bump.Change(table=("torch",), key="version", old="2.9.0", new="2.10.0")]
-    assert bump.apply(doc, changes) == PINS.replace('"2.9.0"', '"2.10.0"')
+    assert bumpcmd.home(doc.unwrap(), "q", "vllm", "version") == ("profiles", "q", "vllm")
+    assert bumpcmd.home(doc.unwrap(), "p", "vllm", "version") == ("vllm",)
+    changes = [bumpcmd.Change(table=("torch",), key="version", old="2.9.0", new="2.10.0")]
+    assert bumpcmd.apply(doc, changes) == PINS.replace('"2.9.0"', '"2.10.0"')
 
 
 def test_crash_between_write_and_rename_leaves_file_byte_identical(tmp_path: Path, monkeypatch):
@@ -397,7 +398,7 @@ def test_crash_between_write_and_rename_leaves_file_byte_identical(tmp_path: Pat
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError, match="power cut"):
-        bump.write_atomic(target, PINS.replace("2.9.0", "2.10.0"))
+        bumpcmd.write_atomic(target, PINS.replace("2.9.0", "2.10.0"))
     assert target.read_bytes() == PINS.encode()
     assert [p.name for p in tmp_path.iterdir()] == ["versions.toml"]
 
@@ -406,7 +407,7 @@ def test_atomic_write_replaces_and_keeps_mode(tmp_path: Path):
     target = tmp_path / "versions.toml"
     target.write_text("a = 1\n")
     target.chmod(0o640)
-    bump.write_atomic(target, "a = 2\n")
+    bumpcmd.write_atomic(target, "a = 2\n")
     assert target.read_text() == "a = 2\n"
     assert target.stat().st_mode & 0o777 == 0o640
 
@@ -465,10 +466,10 @@ def test_unknown_profile_is_a_config_error_that_lists_the_known_ones(project_pin
 def test_validation_lets_a_tag_without_digest_through_for_bump_to_pin():
     doc = tomlkit.parse((ROOT / "versions.toml").read_text()).unwrap()
     doc["images"]["devel"] = "nvidia/cuda:12.8.1-devel-ubuntu24.04"
-    assert bump.validate(doc, None).profile == "rtx5090"
+    assert bumpcmd.validate(doc, None).profile == "rtx5090"
     doc["images"]["devel"] = "nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:abc"
     with pytest.raises(ConfigError, match="is not 'sha256:'"):
-        bump.validate(doc, None)
+        bumpcmd.validate(doc, None)
 
 
 def test_missing_pins_file_is_one_line(tmp_path: Path, capsys):
@@ -494,3 +495,61 @@ def test_bump_options_leave_pins_and_profile_to_the_cli():
             parser.parse_args([taken, "x"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--check", "--dry-run"])
+
+
+# ---------------------------------------------------------------------------- issue 10
+def test_a_tag_can_be_chosen_on_a_given_cuda_minor():
+    assert choose_tag("12.8.1-devel-ubuntu24.04", TAGS, cuda="12.9") == "12.9.1-devel-ubuntu24.04"
+    assert choose_tag("12.8.0-devel-ubuntu24.04", TAGS, cuda="12.8") == "12.8.1-devel-ubuntu24.04"
+    assert choose_tag("12.8.0-devel-ubuntu24.04", TAGS, allow_minor=True, cuda="12.8") == (
+        "12.8.1-devel-ubuntu24.04"
+    )  # the CUDA the profile keeps wins over "any minor"
+    assert newer_minors("12.8.1-devel-ubuntu24.04", TAGS) == {(12, 9)}
+
+
+def _repo_doc() -> dict:
+    return tomlkit.parse((ROOT / "versions.toml").read_text()).unwrap()
+
+
+def test_a_revision_note_names_only_profiles_that_build_from_it():
+    doc = _repo_doc()
+    changes = [bumpcmd.Change(table=("flashinfer",), key="version", old="0.6.6", new="0.6.7")]
+    after = bumpcmd.validate_all(bumpcmd.applied(doc, changes))
+    (note,) = bumpcmd._hand_notes(doc, after, changes)
+    assert note.startswith(f"[flashinfer].revision {doc['flashinfer']['revision']} is not moved")
+    assert "and rtx5090 builds flashinfer from it" in note and "debian-pypi" not in note
+    assert "refs/tags/v0.6.7" in note and "v0.6.6" not in note  # no tag guessed for the old one
+    doc["flashinfer"]["jit_cache"] = "none"
+    after = bumpcmd.validate_all(bumpcmd.applied(doc, changes))
+    assert bumpcmd._hand_notes(doc, after, changes) == []
+
+
+def test_bump_validates_every_profile_not_only_the_one_asked_for():
+    doc = _repo_doc()
+    doc["profiles"]["debian-pypi"]["python"]["platform"] = "x86_64"
+    with pytest.raises(ConfigError, match=r"\[python\].platform = 'x86_64'"):
+        bumpcmd.validate(doc, "rtx5090")
+
+
+def test_a_plan_that_would_break_the_cuda_agreement_is_refused(monkeypatch):
+    """The guard behind the rules: a planned file that any profile refuses is never written."""
+    doc = _repo_doc()
+    sneaky = [bumpcmd.Change(table=("cuda",), key="version", old="12.8", new="13.0")]
+    monkeypatch.setattr(bumpcmd, "plan_packages", lambda *a, **k: (sneaky, _solution()))
+    with pytest.raises(ConfigError, match="the bump would leave versions.toml inconsistent"):
+        bumpcmd.make_plan(doc, None, images=False, index=object())  # type: ignore[arg-type]
+
+
+def _solution():
+    from vllm_forge.bump.solve import Solution
+
+    return Solution(
+        vllm="0.19.1",
+        vllm_sdist_sha256="",
+        torch="2.10.0",
+        torchvision="0.25.0",
+        torchaudio="2.10.0",
+        flashinfer="0.6.6",
+        torch_cuda_requirement="nvidia-cuda-runtime-cu12==12.8.90",
+        torch_cuda="12.8",
+    )

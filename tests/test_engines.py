@@ -124,10 +124,10 @@ def test_save_streams_or_writes_a_file_and_cp_copies_out():
 
 
 def test_clean_argv_per_engine():
-    assert PODMAN.remove_build_containers_argv() == [
-        "podman", "rm", "--all", "--force", "--external",
+    assert PODMAN.list_build_containers_argv() == [
+        "podman", "ps", "--all", "--external", "--quiet", "--no-trunc",
     ]  # fmt: skip
-    assert CLASSIC.remove_build_containers_argv() is None
+    assert CLASSIC.list_build_containers_argv() is None
     assert CLASSIC.bound_build_cache_argv(8_000_000_000) == [
         "docker", "builder", "prune", "-f", "--keep-storage", "8000000000",
     ]  # fmt: skip
@@ -205,3 +205,31 @@ def test_inspecting_a_missing_image_names_the_engines_own_message(name):
     assert "failed (exit " in message and "\n" not in message
     # the engine's own last stderr line: "No such image: ..." (docker), "image not known" (podman)
     assert "no such image" in message.lower() or "image not known" in message
+
+
+@pytest.mark.engine
+def test_clean_removes_a_build_working_container_that_podman_rm_alone_cannot_see():
+    """An interrupted podman build leaves buildah working containers (whole layers each)."""
+    import subprocess
+
+    from vllm_forge import clean
+
+    engine = engine_or_skip("podman")
+    made = subprocess.run(
+        [
+            "buildah",
+            "from",
+            "--name",
+            "vllm-forge-test-working",
+            "localhost/vllm-forge/debian:bookworm",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"buildah cannot make a working container here: {made.stderr.strip()}")
+    lines: list[str] = []
+    clean.clean(engine, keep_cache_gb=1000, keep_images=True, log=lines.append)
+    left = subprocess.run(["buildah", "containers", "--quiet"], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
+    assert any("removed container" in line for line in lines)

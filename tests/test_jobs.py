@@ -52,3 +52,60 @@ def test_cgroup_limit_lowers_memory(tmp_path):
 
 def test_a_cgroup_without_a_limit_leaves_the_machines_memory(tmp_path):
     assert jobs.memory_bytes(*_machine(tmp_path, "max")) == 65536000 * 1024
+
+
+def test_a_requested_max_jobs_over_the_memory_guard_is_kept_but_said():
+    plan = jobs.plan(cores=2, memory=24 * GIB, nvcc_threads=1, gencode_targets=1, requested=99999)
+    assert plan.max_jobs == 99999
+    assert plan.reason.startswith("requested, OVER the memory guard: 99999 compile job(s) x 5 GiB")
+    assert "(auto would give 2)" in plan.reason
+    fine = jobs.plan(cores=2, memory=24 * GIB, nvcc_threads=1, gencode_targets=1, requested=2)
+    assert fine.reason == "requested"
+
+
+def _cgroup_tree(tmp_path, proc_lines: str, files: dict[str, str]):
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    proc = tmp_path / "proc-self-cgroup"
+    proc.write_text(proc_lines)
+    return root, proc
+
+
+def test_cgroup_v2_cpu_max_limits_the_cores(tmp_path):
+    root, proc = _cgroup_tree(
+        tmp_path, "0::/user.slice/build\n", {"user.slice/build/cpu.max": "150000 100000\n"}
+    )
+    assert jobs.cpu_quota(root, proc) == 2  # 1.5 CPUs: two compile jobs share them
+    root, proc = _cgroup_tree(tmp_path / "none", "0::/\n", {"cpu.max": "max 100000\n"})
+    assert jobs.cpu_quota(root, proc) is None
+
+
+def test_cgroup_v1_cfs_quota_limits_the_cores_as_docker_cpus_sets_it(tmp_path):
+    files = {"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    root, proc = _cgroup_tree(tmp_path, "4:cpu,cpuacct:/docker/abc\n1:memory:/docker/abc\n", files)
+    assert jobs.cpu_quota(root, proc) == 1
+    unlimited = {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    root, proc = _cgroup_tree(tmp_path / "u", "4:cpu:/\n", unlimited)
+    assert jobs.cpu_quota(root, proc) is None
+
+
+def test_plan_here_counts_the_quota_not_the_online_cpus(monkeypatch):
+    monkeypatch.setattr(jobs.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(jobs, "cpu_quota", lambda *a: 2)
+    monkeypatch.setattr(jobs, "memory_bytes", lambda *a: 128 * GIB)
+    plan = jobs.plan_here(nvcc_threads=1, gencode_targets=1, requested=None)
+    assert plan.ninja_jobs == 2
+    assert "2 cores (cgroup CPU quota; 16 online)" in plan.reason
+
+
+def test_a_memory_limit_on_the_process_own_cgroup_counts(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       65536000 kB\n")
+    root, proc = _cgroup_tree(
+        tmp_path,
+        "1:memory:/process_api/x\n",
+        {"memory/process_api/x/memory.limit_in_bytes": str(6 * GIB)},
+    )
+    assert jobs.memory_bytes(meminfo, root, proc) == 6 * GIB

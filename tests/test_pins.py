@@ -188,3 +188,86 @@ def test_cli_max_jobs_from_environment_is_validated(tmp_path):
     )
     assert result.returncode == ConfigError.exit_code
     assert "environment MAX_JOBS = -3" in result.stderr
+
+
+# ---------------------------------------------------------------------------- issue 10
+@pytest.mark.parametrize(
+    ("ref", "cuda"),
+    [
+        ("nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:" + "a" * 64, "12.8"),
+        ("nvidia/cuda:13.0.1-base-ubuntu24.04@sha256:" + "a" * 64, "13.0"),
+        ("127.0.0.1:5000/nvidia/cuda:12.9.0@sha256:" + "a" * 64, "12.9"),
+        ("ubuntu:24.04@sha256:" + "a" * 64, None),  # not a CUDA tag: no CUDA claimed
+        ("localhost/vllm-forge/debian:bookworm", None),
+    ],
+)
+def test_the_cuda_a_base_tag_names(ref, cuda):
+    assert pins.ImageRef.parse(ref, "k").cuda == cuda
+
+
+def test_bases_cuda_version_and_torch_must_agree(doc):
+    with pytest.raises(ConfigError, match=r"CUDA 12.8 image .* but \[cuda\].version = '13.0'"):
+        pins.resolve(with_change(doc, "cuda.version", "13.0"))
+    runtime = doc["images"]["runtime"].replace("12.8.1", "12.9.0")
+    with pytest.raises(ConfigError, match=r"\[images\].runtime is a CUDA 12.9 image"):
+        pins.resolve(with_change(doc, "images.runtime", runtime))
+    # local bases name no CUDA: only the lock can contradict [cuda].version there
+    assert pins.resolve(with_change(doc, "cuda.version", "13.0"), "debian-pypi").cuda_version
+
+
+@pytest.mark.parametrize("profile", ["rtx5090", "debian-pypi"])
+def test_the_repos_locks_hold_a_torch_for_the_pinned_cuda(doc, profile):
+    text = (ROOT / "vllm_forge" / "locks" / f"{profile}.txt").read_text()
+    assert pins.lock_torch_cuda(text) == [("12.8", "nvidia-cuda-runtime-cu12==12.8.90")]
+    pins.check_lock_cuda(pins.resolve(doc, profile), text, "lock")
+
+
+def test_a_lock_whose_torch_is_another_cuda_is_refused(doc):
+    resolved = pins.resolve(doc, "debian-pypi")
+    with pytest.raises(ConfigError, match=r"torch 2.10.0 is a CUDA 13.0 build \(nvidia-cuda-runt"):
+        pins.check_lock_cuda(resolved, "nvidia-cuda-runtime==13.0.96 \\\n", "the lock")
+    with pytest.raises(ConfigError, match="pins no CUDA runtime"):
+        pins.check_lock_cuda(resolved, "torch==2.10.0 \\\n", "the lock")
+
+
+def test_compiling_vllm_with_another_cuda_major_nvcc_is_refused(doc):
+    changed = with_change(doc, "toolchain.nvcc", "index")
+    with pytest.raises(ConfigError, match="torch's extension build refuses another CUDA major"):
+        pins.resolve(changed, "rtx5090")
+    unpinned = with_change(doc, "profiles.debian-pypi.toolchain.nvcc_package", "cuda-toolkit")
+    with pytest.raises(ConfigError, match="with nvcc = 'index' it must pin the toolkit exactly"):
+        pins.resolve(unpinned, "debian-pypi")
+
+
+def test_the_nvcc_of_each_profile(doc):
+    assert pins.resolve(doc, "rtx5090").nvcc_cuda == "12.8"
+    assert pins.resolve(doc, "debian-pypi").nvcc_cuda == "13.0"
+
+
+def test_the_repos_pins_carry_no_warning(doc):
+    assert all(not pins.resolve(doc, name).warnings for name in pins.profile_names(doc))
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "message"),
+    [
+        ("project.source_date_epoch", -1, "[project].source_date_epoch = -1; it is seconds since"),
+        ("budget.slim_max_gb", 0, "[budget].slim_max_gb = 0; it must be a size in GB above 0"),
+        ("profiles.rtx5090.description", 5, "[profiles.rtx5090].description must be a str"),
+        ("profiles.rtx5090", 1, "[profiles].rtx5090 = 1: a profile is a table"),
+        ("profiles", 3, "profiles = 3: write each profile as a [profiles.NAME] table"),
+    ],
+)
+def test_values_once_silently_accepted_are_refused(doc, dotted, value, message):
+    with pytest.raises(ConfigError) as info:
+        pins.resolve(with_change(doc, dotted, value), "debian-pypi")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_pins_file_that_is_a_directory_or_not_utf8_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        pins.read_document(tmp_path)
+    latin1 = tmp_path / "versions.toml"
+    latin1.write_bytes(b'# caf\xe9\n[project]\ndefault_profile = "x"\n')
+    with pytest.raises(ConfigError, match="byte 0xe9 at offset 5 is not UTF-8"):
+        pins.read_document(latin1)

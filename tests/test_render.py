@@ -165,3 +165,17 @@ def test_hadolint_passes(doc, profile, tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_write_context_refuses_a_lock_whose_torch_is_another_cuda(doc, tmp_path, monkeypatch):
+    """[cuda].version says 12.8; a lock holding a CUDA 13 torch must not become an image."""
+    shutil.copy(ROOT / "versions.toml", tmp_path / "versions.toml")
+    project = Project.at(tmp_path / "versions.toml")
+    cuda13 = "# vllm-forge lock inputs\nvllm==0.19.1 \\\n    --hash=sha256:0\n"
+    cuda13 += "nvidia-cuda-runtime==13.0.96 \\\n    --hash=sha256:1\n"
+    monkeypatch.setattr("vllm_forge.lock.read_fresh_lock", lambda pins, project: cuda13)
+    with pytest.raises(
+        pins.ConfigError, match="is a CUDA 13.0 build .* \\[cuda\\].version = '12.8'"
+    ):
+        render.write_context(pins.resolve(doc, "debian-pypi"), project)
+    assert not project.build.exists()

@@ -67,6 +67,14 @@ RUN mkdir -p {SITE} && cd {SITE} && echo "import forge_startup" > forge.pth \\
     && python3 -c "import site; site.addsitedir('{SITE}')" \\
     && SOURCE_DATE_EPOCH=0 python3 -m py_compile hashed.py
 """,
+    # What an unpruned venv leaves for a 12.0 arch list: an sm100 cubin and FlashAttention 3;
+    # no record of a prune step, no interpreter to read the metadata, no compiler for a stub.
+    "prune": f"""
+FROM {BASE} AS broken
+RUN d={SITE}/flashinfer_cubin/cubins/f1ed/fmha/trtllm-gen && mkdir -p $d {SITE}/vllm/vllm_flash_attn \\
+    && echo cubin > $d/FmhaSm100fKernel.cubin && echo h > $d/checksums.txt \\
+    && echo so > {SITE}/vllm/vllm_flash_attn/_vllm_fa3_C.abi3.so
+""",
     "meta": f"""
 FROM {BASE} AS broken
 RUN mkdir -p {SITE} && printf '#!/bin/sh\\necho ok: every GPU ran the kernel\\nexit 0\\n' \\
@@ -227,10 +235,25 @@ def test_bytecode_an_import_wrote_during_the_build_fails(engine, broken, tmp_pat
     }
 
 
+def test_an_unpruned_venv_fails_the_prune_checks(engine, broken, tmp_path):
+    checks = ["arch_pruned_files_gone", "arch_pruned_not_looked_up"]
+    rc, results, out = verify(engine, broken["prune"], checks, tmp_path)
+    assert rc == 8, out
+    gone = _failed(results, "arch_pruned_files_gone")
+    cubin = f"{SITE}/flashinfer_cubin/cubins/f1ed/fmha/trtllm-gen/FmhaSm100fKernel.cubin"
+    assert f"found flashinfer-cubins-sm100: {cubin}" in gone
+    assert f"found vllm-fa3-sm90: {SITE}/vllm/vllm_flash_attn/_vllm_fa3_C.abi3.so" in gone
+    assert "found no record (/usr/local/share/vllm-forge/pruned.txt)" in gone
+    assert "checksums.txt" not in gone  # the headers and checksums stay
+    assert "expected to read the package metadata, found exit 127" in gone
+    looked = _failed(results, "arch_pruned_not_looked_up")
+    assert "expected to build a stand-in libcuda.so.1 in the image" in looked
+
+
 def test_metadata_size_triton_and_a_probe_that_passes_without_gpu_fail(engine, broken, tmp_path):
     pins_file = tmp_path / "versions.toml"
     text = (ROOT / "versions.toml").read_text()
-    pins_file.write_text(text.replace("slim_max_gb = 12.0", "slim_max_gb = 0.01"))
+    pins_file.write_text(text.replace("slim_max_gb = 10.0", "slim_max_gb = 0.01"))
     checks = [
         "metadata_labels",
         "metadata_entrypoint",

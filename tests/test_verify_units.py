@@ -309,3 +309,102 @@ def test_unknown_pyc_flags_are_problems_and_hash_modes_are_not():
     assert expect.bytecode_problems({-1: 1}, {-1: ["/v/x.pyc"]}) == [
         "1 unknown header flags -1 .pyc file(s), e.g. /v/x.pyc"
     ]
+
+
+# --- pruning by architecture -------------------------------------------------------------------
+
+
+def _answers(used: dict[str, dict[str, bool]], lookups: dict[str, list[str]] | None = None) -> dict:
+    """A scripts.PRUNE_PROBE result: capability -> probe -> used."""
+    return {
+        "imports": {"flashinfer": "ok", "vllm.vllm_flash_attn": "ok"},
+        "runs": {
+            cap: {
+                "probes": {p: {"used": u, "gates": {f"{p} gate": u}} for p, u in probes.items()},
+                "as_found": {"get_flash_attn_version()": 2},
+                "cubin_lookups": (lookups or {}).get(cap, []),
+            }
+            for cap, probes in used.items()
+        },
+    }
+
+
+def _pruned(*names: str):
+    from vllm_forge import prune
+
+    return [e for e in prune.packaged() if e.name in names]
+
+
+def test_a_pruned_entry_unused_on_the_target_and_used_on_its_control_passes():
+    pruned = _pruned("flashinfer-cubins-sm100", "vllm-fa3-sm90", "cuda-bindings-cython-sources")
+    found = _answers(
+        {
+            "12.0": {"flashinfer-trtllm": False, "fa3": False},
+            "10.0": {"flashinfer-trtllm": True, "fa3": False},
+            "9.0": {"flashinfer-trtllm": False, "fa3": True},
+        }
+    )
+    assert expect.prune_probe_problems(pruned, [(12, 0)], found) == []
+
+
+def test_a_gate_that_would_use_a_pruned_file_on_the_target_gpu_fails():
+    pruned = _pruned("flashinfer-cubins-sm100")
+    found = _answers({"12.0": {"flashinfer-trtllm": True}, "10.0": {"flashinfer-trtllm": True}})
+    (problem,) = expect.prune_probe_problems(pruned, [(12, 0)], found)
+    assert problem.startswith("flashinfer-cubins-sm100: pruned, yet for a 12.0 GPU")
+    assert "flashinfer-trtllm gate says it would be used" in problem
+
+
+def test_a_probe_that_cannot_tell_gpus_apart_fails_on_its_control():
+    pruned = _pruned("vllm-fa3-sm90")
+    found = _answers({"12.0": {"fa3": False}, "9.0": {"fa3": False}})
+    (problem,) = expect.prune_probe_problems(pruned, [(12, 0)], found)
+    assert "a 9.0 GPU (one the entry serves) would not use it either" in problem
+    assert "vllm/vllm_flash_attn/flash_attn_interface.py" in problem
+
+
+def test_cubin_lookups_import_errors_and_a_failed_setup_fail():
+    pruned = _pruned("flashinfer-cubins-sm100")
+    found = _answers(
+        {"12.0": {"flashinfer-trtllm": False}, "10.0": {"flashinfer-trtllm": True}},
+        lookups={"12.0": ["/x/flashinfer_cubin/cubins/f1ed/fmha/k.cubin"]},
+    )
+    found["imports"]["vllm.vllm_flash_attn"] = "ImportError: _vllm_fa2_C"
+    problems = expect.prune_probe_problems(pruned, [(12, 0)], found)
+    assert "import vllm.vllm_flash_attn: expected it to import" in problems[0]
+    assert (
+        problems[1]
+        == "FlashInfer looked up cubins for a 12.0 GPU: /x/flashinfer_cubin/cubins/f1ed/fmha/k.cubin"
+    )
+    (setup,) = expect.prune_probe_problems(pruned, [(12, 0)], {"setup": "OSError: libcuda.so.1"})
+    assert "vLLM's CUDA platform to import" in setup and "libcuda.so.1" in setup
+
+
+def test_the_image_record_must_name_what_the_pins_prune():
+    assert expect.prune_record_problems(["a", "b"], {"a": 1, "b": 0}) == []
+    (problem,) = expect.prune_record_problems(["a", "b"], {})
+    assert "expected a, b for this arch list, found no record" in problem
+    assert "found a" in expect.prune_record_problems(["a", "b"], {"a": 1})[0]
+
+
+def test_layer_sizes_from_docker_and_podman_history():
+    docker = "\n".join(
+        json.dumps(row)
+        for row in [
+            {"CreatedBy": 'ENTRYPOINT ["vllm" "serve"]', "Size": "0B"},
+            {"CreatedBy": "/bin/sh -c python3.11 -m venv /opt/venv", "Size": "9.4GB"},
+            {"CreatedBy": "", "Size": "173MB"},
+        ]
+    )
+    assert expect.layer_sizes("docker", docker) == [
+        (173_000_000, ""),
+        (9_400_000_000, "python3.11 -m venv /opt/venv"),
+    ]
+    podman = json.dumps([{"createdBy": "RUN x", "size": 12345}, {"createdBy": "", "size": 0}])
+    assert expect.layer_sizes("podman", podman) == [(12345, "RUN x")]
+
+
+def test_the_in_image_scripts_compile():
+    for name in ("PRUNE_PROBE", "REQUIREMENTS"):
+        compile(getattr(scripts, name), name, "exec")
+    assert "libcuda.so.1" in scripts.STUB_LIBCUDA

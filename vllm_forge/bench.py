@@ -2,7 +2,8 @@
 
 - rebuild after a source change: the probe stage built twice with --no-cache; the second
   compile is served by ccache (hit rate, seconds),
-- the slim and builder images: build time with a warm layer cache, and sizes,
+- the slim and builder images: build time with a warm layer cache, and sizes; what the slim
+  image's runtime stage pruned by arch list (vllm_forge/prune.toml), entry by entry,
 - rendering time.
 """
 
@@ -17,6 +18,7 @@ from .engines import Engine
 from .jobs import JobPlan
 from .pins import Pins
 from .project import Project
+from .prune import describe_pruned
 from .render import render_dockerfile
 
 
@@ -55,6 +57,7 @@ def run_bench(engine: Engine, pins: Pins, *, project: Project, jobs: JobPlan, ec
         )  # fmt: skip
         results[f"{target}_s"] = summary.seconds
         results[f"{target}_gb"] = summary.size_bytes / 1e9
+    results["runtime_pruned_bytes"] = dict(summary.pruned)
     project.reports.mkdir(parents=True, exist_ok=True)
     report = project.reports / f"bench-{pins.profile}-{engine.name}.json"
     report.write_text(json.dumps(results, indent=2) + "\n")
@@ -73,6 +76,12 @@ def describe(engine: Engine, pins: Pins, r: dict, report: Path) -> str:
             + ("n/a" if rate is None else f"{rate:.0%}"),
             f"  builder image                  {r['builder_gb']:.2f} GB in {r['builder_s']:.0f} s",
             f"  slim image                     {r['runtime_gb']:.2f} GB in {r['runtime_s']:.0f} s",
+            "  pruned by arch list            "
+            + (
+                describe_pruned(r["runtime_pruned_bytes"])
+                if r["runtime_pruned_bytes"]
+                else "nothing"
+            ),
             f"  report                         {report}",
         ]
     )

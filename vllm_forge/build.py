@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -15,11 +14,13 @@ from pathlib import Path
 from .base import ensure_bases
 from .buildsecrets import build_secrets
 from .engines import BuildRequest, Engine
-from .errors import BuildError
+from .errors import BuildError, ForgeError, Stopped, signal_name
 from .jobs import JobPlan
-from .manifest import build_manifest
+from .manifest import build_manifest, pruned_by_build
 from .pins import Pins
 from .project import Project
+from .prune import describe_pruned
+from .redact import redact, remember_file, write_text
 from .render import write_context
 
 CCACHE_LINE = re.compile(r"vllm-forge-ccache (?P<what>\S+) (?P<key>\w+)\s+(?P<value>\d+)")
@@ -86,6 +87,7 @@ class BuildSummary:
     target: str
     max_jobs: int
     ccache: dict[str, CcacheStats] = field(default_factory=dict)
+    pruned: dict[str, int] = field(default_factory=dict)  # prune.toml entry -> bytes removed
     log: str = ""
     replay: str = ""
     report: str = ""
@@ -101,6 +103,8 @@ class BuildSummary:
             lines.append(f"ccache    {what}: {stats.describe()}")
         if not self.ccache:
             lines.append("ccache    no compile ran (every compile step came from the layer cache)")
+        if self.pruned:
+            lines.append(f"pruned    {describe_pruned(self.pruned)}")
         lines.append(f"log       {self.log}")
         return "\n".join(lines)
 
@@ -139,25 +143,48 @@ def vcs_ref(root: Path) -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
-def stream(engine: Engine, argv: list[str], log_path: Path, echo) -> tuple[int, list[str]]:
-    """Run `argv`, copying its output to the terminal and the log; return (rc, ccache lines)."""
+def stream(
+    engine: Engine, argv: list[str], log_path: Path, echo, *, secrets_dir: Path
+) -> tuple[int, list[str]]:
+    """Run `argv`, copying its output (redacted) to the terminal and the log; return (rc,
+    ccache and prune lines). On any way out before the end (Ctrl-C, SIGTERM, SIGHUP, an error),
+    the build is stopped in order first (`Engine.stop_build`)."""
     kept: list[str] = []
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            argv,
-            env={**os.environ, **engine.env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
+    with log_path.open("w", buffering=1) as log:  # line-buffered: `tail -f` follows the build
+        proc = engine.start_build(argv)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            echo(line.rstrip("\n"))
-            if "vllm-forge-ccache" in line:
-                kept.append(line)
-        return proc.wait(), kept
+        try:
+            for line in proc.stdout:
+                line = redact(line)
+                log.write(line)
+                echo(line.rstrip("\n"))
+                if "vllm-forge-ccache" in line or "vllm-forge-prune" in line:
+                    kept.append(line)
+            return proc.wait(), kept
+        except BaseException as stop:
+            why = signal_name(stop.signum) if isinstance(stop, Stopped) else type(stop).__name__
+            try:
+                log.write(redact(engine.stop_build(proc, secrets_dir=secrets_dir)))
+            finally:
+                log.write(f"vllm-forge: build stopped ({why})\n")
+            raise
+
+
+def image_id_or_none(engine: Engine, ref: str) -> str | None:
+    return engine.image_id(ref) if engine.image_exists(ref) else None
+
+
+def tag_outcome(engine: Engine, tag: str, before: str | None) -> str:
+    """Whether a stopped build moved `tag`, said in a few words."""
+    try:
+        after = image_id_or_none(engine, tag)
+    except ForgeError:
+        return f"whether {tag} moved is unknown ({engine.name} did not answer)"
+    if after == before:
+        return f"{tag} not moved (" + (f"still {before[:19]})" if before else "it does not exist)")
+    if after is None:
+        return f"{tag} no longer exists"
+    return f"{tag} was tagged {after[:19]} before the build stopped"
 
 
 def build_image(
@@ -191,55 +218,71 @@ def build_image(
     }
     echo(f"vllm-forge: {pins.profile} -> {target} as {tag} with {engine.name} ({engine.mode})")
     echo(f"vllm-forge: MAX_JOBS={jobs.max_jobs} NVCC_THREADS={jobs.nvcc_threads} ({jobs.reason})")
+    for path in (extra_secrets or {}).values():
+        remember_file(path)
+    before = image_id_or_none(engine, tag)
+    secrets_dir: Path | None = None
     start = time.monotonic()
-    with build_secrets(ca_bundle) as own_secrets:
-        secrets = {**own_secrets, **(extra_secrets or {})}
-        request = BuildRequest(
-            context=context,
-            dockerfile=dockerfile,
-            tag=tag,
+    try:
+        with build_secrets(ca_bundle) as own_secrets:
+            secrets_dir = own_secrets["pip-conf"].parent
+            secrets = {**own_secrets, **(extra_secrets or {})}
+            request = BuildRequest(
+                context=context,
+                dockerfile=dockerfile,
+                tag=tag,
+                target=target,
+                build_args=build_args,
+                secrets=secrets,
+                no_cache=no_cache,
+                timestamp=pins.source_date_epoch,
+            )
+            argv = engine.build_argv(request)
+            write_text(script_path, replay_script(engine, argv, secrets, project.root))
+            script_path.chmod(0o755)
+            rc, ccache_lines = stream(engine, argv, log_path, echo, secrets_dir=secrets_dir)
+        seconds = time.monotonic() - start
+        if rc != 0:
+            raise BuildError(
+                f"{engine.name} build of target {target!r} failed (exit {rc}); log: {log_path}; "
+                f"replay: {script_path}"
+            )
+        summary = BuildSummary(
+            image=tag,
+            image_id=engine.image_id(tag),
+            size_bytes=engine.image_size(tag),
+            seconds=seconds,
+            engine=f"{engine.name} {engine.version} ({engine.mode})",
+            profile=pins.profile,
             target=target,
+            max_jobs=jobs.max_jobs,
+            ccache=parse_ccache(ccache_lines),
+            pruned=pruned_by_build(engine, tag, target, ccache_lines),
+            log=str(log_path),
+            replay=str(script_path),
+            report=str(report),
+        )
+        record = build_manifest(
+            engine=engine,
+            pins=pins,
+            pins_file=project.pins_file,
+            context=context,
+            target=target,
+            tag=tag,
             build_args=build_args,
-            secrets=secrets,
-            no_cache=no_cache,
-            timestamp=pins.source_date_epoch,
+            base_dir=project.base_work,
         )
-        argv = engine.build_argv(request)
-        script_path.write_text(replay_script(engine, argv, secrets, project.root))
-        script_path.chmod(0o755)
-        rc, ccache_lines = stream(engine, argv, log_path, echo)
-    seconds = time.monotonic() - start
-    if rc != 0:
-        raise BuildError(
-            f"{engine.name} build of target {target!r} failed (exit {rc}); log: {log_path}; "
-            f"replay: {script_path}"
+    except KeyboardInterrupt as stop:
+        # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped): the closing line says what became of it.
+        left = secrets_dir is not None and secrets_dir.exists()
+        stop.detail = (  # type: ignore[attr-defined]
+            f"{engine.name} build stopped, "
+            + (f"its secrets dir {secrets_dir} NOT removed" if left else "its secrets removed")
+            + f"; {tag_outcome(engine, tag, before)}"
         )
-    summary = BuildSummary(
-        image=tag,
-        image_id=engine.image_id(tag),
-        size_bytes=engine.image_size(tag),
-        seconds=seconds,
-        engine=f"{engine.name} {engine.version} ({engine.mode})",
-        profile=pins.profile,
-        target=target,
-        max_jobs=jobs.max_jobs,
-        ccache=parse_ccache(ccache_lines),
-        log=str(log_path),
-        replay=str(script_path),
-        report=str(report),
-    )
-    record = build_manifest(
-        engine=engine,
-        pins=pins,
-        pins_file=project.pins_file,
-        context=context,
-        target=target,
-        tag=tag,
-        build_args=build_args,
-        base_dir=project.base_work,
-    )
+        raise
     record["build"] = asdict(summary)
-    report.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    write_text(report, json.dumps(record, indent=2, default=str) + "\n")
     echo("vllm-forge: build summary\n" + summary.describe())
     sys.stdout.flush()
     return summary

@@ -5,6 +5,10 @@ Run it when no build is running: it also removes podman's build working containe
 Images: everything tagged localhost/vllm-forge* (the project's own names) and dangling layers.
 Build caches (pip downloads, ccache, apt lists) are kept up to a cap so rebuilds stay fast but
 storage cannot grow without bound across runs.
+
+Secrets: what a run killed outright (SIGKILL) left of its build secrets: its secrets dir, and
+podman's working containers that hold copies of its secret files. Only dead runs' (the dir's
+name carries the owning process's ID), so a build running meanwhile keeps its own.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .buildsecrets import owner_pid, process_alive, stale_secrets_dirs
 from .engines import Engine
 
 PREFIX = "localhost/vllm-forge"
@@ -29,14 +34,38 @@ def directory_bytes(path: Path) -> int:
     return int(result.stdout.split()[0]) if result.returncode == 0 and result.stdout else 0
 
 
+def remove_dead_runs_secrets(
+    engine: Engine | None, *, roots: list[Path] | None = None, log=print
+) -> list[str]:
+    """Remove the secrets dirs of runs that are gone and the podman build containers holding
+    copies of their files; return what was removed."""
+    removed = []
+    for path in stale_secrets_dirs(roots):
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+        log(f"clean: removed {path}: the secrets of a run that is gone (pid {owner_pid(path)})")
+    for container, sources in (engine.build_containers() if engine else {}).items():
+        owners = {owner_pid(Path(src.partition("src=")[2]).parent) for src in sources}
+        if any(pid is not None and not process_alive(pid) for pid in owners):
+            engine.run(engine.remove_container_argv(container), check=False)
+            removed.append(container)
+            log(
+                f"clean: {engine.name}: removed build container {container[:12]} of a run that is gone"
+            )
+    return removed
+
+
 def clean(engine: Engine, *, keep_cache_gb: float, keep_images: bool = False, log=print) -> None:
+    remove_dead_runs_secrets(engine, log=log)
     if not keep_images:
         for ref in project_images(engine):
             engine.remove_image(ref)
             log(f"clean: {engine.name}: removed {ref}")
-    if (argv := engine.remove_build_containers_argv()) is not None:
+    if (argv := engine.list_build_containers_argv()) is not None:
         # Working containers left by interrupted builds hold whole layers (GBs each).
-        engine.run(argv, check=False)
+        for container in engine.run(argv, check=False).stdout.split():
+            engine.run(engine.remove_container_argv(container), check=False)
+            log(f"clean: {engine.name}: removed container {container[:12]}")
     engine.run(engine.prune_dangling_images_argv(), check=False)
     cap = int(keep_cache_gb * 1e9)
     if (argv := engine.bound_build_cache_argv(cap)) is not None:

@@ -138,7 +138,7 @@ def options(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
     env = os.environ if environ is None else environ
     project = project_of(args)
     overrides: dict = {}
-    if args.arch_list:
+    if args.arch_list is not None:
         overrides.setdefault("build", {})["torch_cuda_arch_list"] = args.arch_list
     resolved = pins.resolve(pins.read_document(project.pins_file), args.profile, overrides)
     requested = resolved.build.max_jobs
@@ -214,8 +214,11 @@ def summary(opts: Options) -> str:
 
 
 def _announce(args: argparse.Namespace) -> Options:
+    """Resolve the options, print the summary, and say what in them builds but misleads."""
     opts = options(args)
     print(summary(opts), flush=True)
+    for warning in opts.pins.warnings:
+        print(f"vllm-forge: warning: {warning}", file=sys.stderr, flush=True)
     return opts
 
 
@@ -353,16 +356,40 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; its errors become one line on stderr and the error's exit code."""
-    args = parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except ForgeError as exc:
-        print(f"vllm-forge: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"vllm-forge: {args.command} interrupted", file=sys.stderr)
-        return 130
+    """Run one command; its errors become one line on stderr and the error's exit code.
+
+    Everything it prints passes the redaction rule (redact.py: URL credentials, token-like
+    query values, secrets known from the environment and pip's configuration). SIGTERM and
+    SIGHUP stop it as Ctrl-C does (errors.Stopped): a running build is stopped and its secrets
+    removed, one line says what became of it, and the exit code is 128 + the signal (130
+    SIGINT, 143 SIGTERM, 129 SIGHUP).
+    """
+    import traceback
+
+    from . import redact
+    from .errors import signal_name, stop_on_signals
+
+    redact.remember_environment()
+    redact.remember_pip_config()
+    with redact.redacted_output(), stop_on_signals():
+        args = parser().parse_args(argv)
+        try:
+            return COMMANDS[args.command](args)
+        except ForgeError as exc:
+            print(f"vllm-forge: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt as exc:  # Ctrl-C, or errors.Stopped (SIGTERM, SIGHUP)
+            signum = getattr(exc, "signum", 2)
+            detail = getattr(exc, "detail", "")
+            print(
+                f"vllm-forge: {args.command} interrupted by {signal_name(signum)}"
+                + (f": {detail}" if detail else ""),
+                file=sys.stderr,
+            )
+            return 128 + signum
+        except Exception:  # a bug: its traceback, redacted like everything else
+            traceback.print_exc()
+            return 1
 
 
 if __name__ == "__main__":

@@ -12,12 +12,16 @@ and what it can do (properties); none of them looks at the engine's name or mode
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import resource
 import shlex
 import shutil
+import signal
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,11 +203,12 @@ class Engine:
     def prune_dangling_images_argv(self) -> list[str]:
         return [self.client, "image", "prune", "-f"]
 
-    def remove_build_containers_argv(self) -> list[str] | None:
-        """Remove the working containers interrupted builds left behind (podman: buildah's, GBs
-        each; `--external` reaches them); None where builds leave none (docker's BuildKit)."""
+    def list_build_containers_argv(self) -> list[str] | None:
+        """List (IDs, one a line) the containers in storage, build working containers included
+        (podman: buildah's, left by interrupted builds, GBs each; `ps --external` shows them,
+        while podman 4.3's `rm` has no `--external`); None where builds leave none (docker)."""
         if self.name == "podman":
-            return [self.client, "rm", "--all", "--force", "--external"]
+            return [self.client, "ps", "--all", "--external", "--quiet", "--no-trunc"]
         return None
 
     def bound_build_cache_argv(self, keep_bytes: int) -> list[str] | None:
@@ -287,6 +292,150 @@ class Engine:
     def history(self, ref: str) -> list[HistoryEntry]:
         """`image history` of `ref`, bottom (oldest) first."""
         return self.parse_history(self.run(self.history_argv(ref)).stdout)
+
+    # ---- a build client's life: started apart, stopped in order ------------------------------
+
+    def start_build(self, argv: list[str]) -> subprocess.Popen[str]:
+        """Start a build client, its stdout and stderr together on one pipe.
+
+        In a session of its own, so a terminal's Ctrl-C reaches vllm-forge only, which then stops
+        the build in order (`stop_build`); and with PR_SET_PDEATHSIG, so the client dies with
+        vllm-forge even when that is killed outright (SIGKILL) and cannot go on to move a tag.
+        """
+        return subprocess.Popen(
+            argv,
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+            preexec_fn=_die_with(os.getpid()),
+        )
+
+    def stop_build(
+        self, proc: subprocess.Popen[str], *, secrets_dir: Path, grace_s: float = 10.0
+    ) -> str:
+        """Stop a build `start_build` started, leaving nothing of it running or stored; return
+        what the client still printed.
+
+        docker: SIGINT makes the client cancel the build, and BuildKit stops the RUN step
+        (measured: its processes are gone within 0.1 s; the same after SIGTERM or SIGKILL).
+        podman 4.3 exits on SIGINT or SIGTERM without cleaning up: the RUN step's processes go
+        on (in a session of their own under buildah's OCI runtime), and its working containers
+        stay in storage with copies of the secret files. So the client's process tree is taken
+        first and killed after it, and the working containers whose secrets came from
+        `secrets_dir` are removed.
+        """
+        tree = _descendants({proc.pid})
+        rest: list[str] = []
+        # Drained aside: a client blocked on a full pipe would never exit, and a process that
+        # outlives the client may hold the pipe open.
+        reader = threading.Thread(target=lambda: rest.extend(proc.stdout or ()), daemon=True)
+        reader.start()
+        _signal_group(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in sorted(set(_descendants(tree)) - {proc.pid}):
+            _kill(pid)
+        reader.join(timeout=5)
+        for container in self.build_containers_using(str(secrets_dir)):
+            self.run(self.remove_container_argv(container), check=False)
+        return "".join(rest)
+
+    def build_containers(self) -> dict[str, list[str]]:
+        """{container ID: its build's secret sources} of every build working container in storage.
+
+        podman/buildah keeps a build's options in <graph root>/<driver>-containers/<ID>/userdata/
+        buildah.json, the `--secret id=..,src=..` sources included; docker's BuildKit keeps no
+        working containers of its own (empty)."""
+        if self.name != "podman":
+            return {}
+        fmt = "{{.Store.GraphRoot}}\t{{.Store.GraphDriverName}}"
+        info = self.run([self.client, "info", "--format", fmt], check=False)
+        root, _, driver = info.stdout.strip().partition("\t")
+        if info.returncode != 0 or not root or not driver:
+            return {}
+        found: dict[str, list[str]] = {}
+        for state in Path(root, f"{driver}-containers").glob("*/userdata/buildah.json"):
+            try:
+                options = json.loads(state.read_text()).get("CommonBuildOpts") or {}
+            except (OSError, ValueError):
+                continue
+            found[state.parent.parent.name] = [str(s) for s in options.get("Secrets") or []]
+        return found
+
+    def build_containers_using(self, secrets_dir: str) -> list[str]:
+        """The working containers of the build whose secret files are in `secrets_dir`."""
+        prefix = secrets_dir.rstrip("/") + "/"
+        return sorted(
+            cid
+            for cid, sources in self.build_containers().items()
+            if any(prefix in source for source in sources)
+        )
+
+
+def _die_with(parent: int):
+    """A preexec_fn: the child gets SIGKILL when `parent` dies (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_death_signal() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before that took effect
+            os._exit(1)
+
+    return set_death_signal
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """{PID: (parent PID, start time)} of every process, from /proc."""
+    found: dict[int, tuple[int, str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 19:
+            found[int(stat.parent.name)] = (int(fields[1]), fields[19])
+    return found
+
+
+def _descendants(roots: dict[int, str] | set[int]) -> dict[int, str]:
+    """{PID: start time} of `roots` (the living ones) and every process below them. Given a
+    previous answer, a PID whose start time changed (reused) is no longer counted."""
+    table = _processes()
+    known = roots if isinstance(roots, dict) else {}
+    found = {
+        pid: table[pid][1]
+        for pid in roots
+        if pid in table and known.get(pid, table[pid][1]) == table[pid][1]
+    }
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    todo = list(found)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found[child] = table[child][1]
+                todo.append(child)
+    return found
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _limit(which: int, wanted: int) -> int:

@@ -11,6 +11,7 @@ import json
 import platform
 from pathlib import Path
 
+from . import prune
 from .engines import Engine
 from .pins import Pins
 
@@ -32,6 +33,18 @@ def tree_digest(root: Path) -> str:
 def layers(engine: Engine, ref: str) -> list[str]:
     """The image's layer diff IDs (uncompressed tar digests), bottom first."""
     return list((engine.inspect(ref).get("RootFS") or {}).get("Layers") or [])
+
+
+def pruned_by_build(engine: Engine, tag: str, target: str, lines: list[str]) -> dict[str, int]:
+    """What the runtime stage pruned, prune.toml entry -> bytes: from the build's
+    `vllm-forge-prune` lines, or, when that layer came from the cache (no lines), from the
+    record the image keeps (prune.RECORD)."""
+    found = prune.parse_lines(lines)
+    if found or target != "runtime":
+        return found
+    argv = engine.run_argv(tag, [prune.RECORD], entrypoint="cat")
+    result = engine.run(argv, check=False)
+    return prune.parse_lines(result.stdout.splitlines()) if result.returncode == 0 else {}
 
 
 def base_inputs(engine: Engine, pins: Pins, base_dir: Path) -> dict:

@@ -13,13 +13,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cuda_arch import Arch, parse_arch_list
+from .cuda_arch import (
+    Arch,
+    check_nvcc_can_build,
+    covers,
+    format_arch_list,
+    parse_arch_list,
+    served_gpu_warning,
+)
 from .errors import ConfigError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _GIT_REV = re.compile(r"^[0-9a-f]{40}$")
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+)*([ab]|rc|\.post|\.dev)?[0-9]*$")
 _SIZE = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?$")
+# An nvidia/cuda-style tag: CUDA major.minor.patch, then the flavour (`12.8.1-devel-ubuntu24.04`).
+_CUDA_TAG = re.compile(r"^(?P<major>[0-9]+)\.(?P<minor>[0-9]+)\.[0-9]+(-|$)")
+# torch's CUDA build, as its lock pins the CUDA runtime: `nvidia-cuda-runtime-cu12==12.8.90`
+# (CUDA 12 builds) or `nvidia-cuda-runtime==13.0.96` (CUDA 13 builds, via cuda-toolkit[cudart]).
+_LOCK_CUDA_RUNTIME = re.compile(
+    r"^(?P<req>nvidia-cuda-runtime(?:-cu[0-9]+)?==(?P<major>[0-9]+)\.(?P<minor>[0-9]+)\S*)",
+    re.M | re.I,
+)
+_EPOCH_MAX = 253402300799  # 9999-12-31T23:59:59Z
 
 # The schema: table -> {key: type}. A profile may override any key of any table, plus `description`.
 SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -72,6 +88,13 @@ class ImageRef:
     @property
     def local(self) -> bool:
         return self.name.startswith("localhost/")
+
+    @property
+    def cuda(self) -> str | None:
+        """The CUDA major.minor its tag names (`12.8.1-devel-ubuntu24.04` -> "12.8"); None for a
+        `localhost/` image or a tag that is not a CUDA version."""
+        match = None if self.local else _CUDA_TAG.match(self.tag)
+        return f"{match['major']}.{match['minor']}" if match else None
 
     @property
     def pull_ref(self) -> str:
@@ -217,10 +240,17 @@ class Pins:
     build: BuildKnobs
     slim_max_gb: float
     base: BaseSpec | None
+    nvcc_cuda: str = ""  # the CUDA release of the nvcc the build uses ("12.8", "13.0")
+    warnings: tuple[str, ...] = ()  # pins that build, but not what the profile promises
 
     @property
     def compiles_vllm(self) -> bool:
         return self.vllm.source in ("sdist", "git")
+
+    @property
+    def builds_flashinfer(self) -> bool:
+        """Whether the builder compiles FlashInfer's AOT kernels (its jit-cache wheel)."""
+        return self.compiles_vllm and self.flashinfer.jit_cache == "source"
 
     def labels(self) -> dict[str, str]:
         """Every pin as an OCI-style label (the image carries what it was built from)."""
@@ -288,23 +318,54 @@ def _check_tables(doc: dict[str, Any], where: str, *, allow_missing: bool) -> No
 
 def read_document(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found; run from the project root or pass --pins") from None
-    try:
-        return tomllib.loads(text)
+        return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
+def read_text(path: Path) -> str:
+    """The text of a pins file; one ConfigError line if it cannot be read or is not UTF-8."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found; run from the project root or pass --pins") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; pass the versions.toml file in it") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: byte {exc.object[exc.start]:#04x} at offset {exc.start} is not UTF-8;"
+            " TOML is UTF-8: save the file as UTF-8"
+        ) from None
+
+
+def _profiles(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The `[profiles.NAME]` tables; a ConfigError for anything else under [profiles]."""
+    profiles = doc.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"profiles = {profiles!r}: write each profile as a [profiles.NAME] table")
+    for name, value in profiles.items():
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"[profiles].{name} = {value!r}: a profile is a table; write [profiles.{name}]"
+                " with its overrides (or just a description) under it"
+            )
+        description = value.get("description", "")
+        if not isinstance(description, str):
+            raise ConfigError(f"[profiles.{name}].description must be a str, not {description!r}")
+    return profiles
+
+
 def profile_names(doc: dict[str, Any]) -> list[str]:
-    return sorted(doc.get("profiles", {}))
+    return sorted(_profiles(doc))
 
 
 def resolve(doc: dict[str, Any], profile: str | None = None, overrides: dict | None = None) -> Pins:
     """Validate the document and return the pins of one profile with overrides applied."""
     doc = dict(doc)
-    profiles = doc.pop("profiles", {})
+    profiles = _profiles(doc)
+    doc.pop("profiles", None)
     _check_tables(doc, "versions.toml", allow_missing=False)
     name = profile or doc["project"]["default_profile"]
     if name not in profiles:
@@ -316,7 +377,21 @@ def resolve(doc: dict[str, Any], profile: str | None = None, overrides: dict | N
     pdoc = dict(profiles[name])
     description = pdoc.pop("description", "")
     merged = _merge(_merge(doc, pdoc), overrides or {})
-    return _build(name, description, merged)
+    arch_override = "torch_cuda_arch_list" in (overrides or {}).get("build", {})
+    return _build(name, description, merged, arch_from="--arch-list" if arch_override else None)
+
+
+def resolve_all(doc: dict[str, Any]) -> dict[str, Pins]:
+    """Every profile's pins: one broken profile is refused even when another is asked for."""
+    every = {}
+    for name in profile_names(doc):
+        try:
+            every[name] = resolve(doc, name)
+        except ConfigError as error:  # say which profile, when another one was asked for
+            if f"profile {name}" in error.message or f"profiles.{name}" in error.message:
+                raise
+            raise ConfigError(f"profile {name}: {error.message}") from None
+    return every
 
 
 def load(path: Path, profile: str | None = None, overrides: dict | None = None) -> Pins:
@@ -347,7 +422,7 @@ def parse_max_jobs(value: str | int, key: str = "[build].max_jobs") -> int | Non
     return jobs
 
 
-def _build(name: str, description: str, d: dict[str, Any]) -> Pins:
+def _build(name: str, description: str, d: dict[str, Any], *, arch_from: str | None = None) -> Pins:
     vllm = d["vllm"]
     source = _choice(vllm["source"], ("sdist", "git", "wheel"), "[vllm].source")
     if source == "sdist" and not _SHA256.match(vllm["sdist_sha256"]):
@@ -384,6 +459,15 @@ def _build(name: str, description: str, d: dict[str, Any]) -> Pins:
         )
     if not re.match(r"^[0-9]+\.[0-9]+$", d["cuda"]["version"]):
         raise ConfigError(f"[cuda].version = {d['cuda']['version']!r}; write e.g. '12.8'")
+    epoch = d["project"]["source_date_epoch"]
+    if not 0 <= epoch <= _EPOCH_MAX:
+        raise ConfigError(
+            f"[project].source_date_epoch = {epoch}; it is seconds since 1970-01-01 UTC, 0 or more"
+            " (e.g. `git log -1 --format=%ct`)"
+        )
+    slim_max_gb = d["budget"]["slim_max_gb"]
+    if not slim_max_gb > 0:
+        raise ConfigError(f"[budget].slim_max_gb = {slim_max_gb}; it must be a size in GB above 0")
     base = None
     if "base" in d:
         base = BaseSpec(
@@ -398,10 +482,41 @@ def _build(name: str, description: str, d: dict[str, Any]) -> Pins:
                 f"[images].{key} = {ref.raw!r} is a localhost/ image, but the profile makes no "
                 "such base ([base].image)"
             )
+    cuda = d["cuda"]["version"]
+    for ref, key in ((devel, "devel"), (runtime, "runtime")):
+        if ref.cuda is not None and ref.cuda != cuda:
+            raise ConfigError(
+                f"profile {name}: [images].{key} is a CUDA {ref.cuda} image ({ref.name}:{ref.tag}),"
+                f" but [cuda].version = {cuda!r}: the bases' tags, [cuda].version and torch's CUDA"
+                " build must agree; change them together"
+            )
+    nvcc = _choice(d["toolchain"]["nvcc"], ("image", "index"), "[toolchain].nvcc")
+    nvcc_cuda, nvcc_what = _nvcc_cuda(nvcc, d["toolchain"]["nvcc_package"], cuda)
+    if source in ("sdist", "git") and nvcc_cuda.split(".")[0] != cuda.split(".")[0]:
+        raise ConfigError(
+            f"profile {name} compiles vLLM against torch for CUDA {cuda} with CUDA {nvcc_cuda}'s"
+            f" nvcc ({nvcc_what}); torch's extension build refuses another CUDA major: use"
+            f" [toolchain].nvcc = 'image' or a CUDA {cuda.split('.')[0]} nvcc_package"
+        )
+    arch_what = arch_from or "[build].torch_cuda_arch_list"
+    arch_list = parse_arch_list(build["torch_cuda_arch_list"], what=arch_what)
+    check_nvcc_can_build(arch_list, nvcc_cuda, what=arch_what, nvcc=nvcc_what)
+    fi_archs = parse_arch_list(fi["cuda_arch_list"], what="[flashinfer].cuda_arch_list")
+    check_nvcc_can_build(fi_archs, nvcc_cuda, what="[flashinfer].cuda_arch_list", nvcc=nvcc_what)
+    warnings = [w for w in (served_gpu_warning(arch_list, what=arch_what),) if w]
+    if source in ("sdist", "git") and jit_cache == "source":
+        uncovered = [a for a in arch_list if covers(fi_archs, a.capability) != "sass"]
+        if uncovered:
+            warnings.append(
+                f"FlashInfer's AOT kernels are built for [flashinfer].cuda_arch_list ="
+                f" {format_arch_list(fi_archs, sep=' ')!r} only: {arch_what}'s"
+                f" {format_arch_list(tuple(uncovered), sep=' ')} gets vLLM's kernels but no"
+                " FlashInfer ones; set [flashinfer].cuda_arch_list in versions.toml to add it"
+            )
     return Pins(
         profile=name,
         description=description,
-        source_date_epoch=d["project"]["source_date_epoch"],
+        source_date_epoch=epoch,
         cuda_version=d["cuda"]["version"],
         devel=devel,
         runtime=runtime,
@@ -419,9 +534,7 @@ def _build(name: str, description: str, d: dict[str, Any]) -> Pins:
             jit_cache=jit_cache,
             git_url=fi["git_url"],
             revision=fi["revision"],
-            cuda_arch_list=parse_arch_list(
-                fi["cuda_arch_list"], what="[flashinfer].cuda_arch_list"
-            ),
+            cuda_arch_list=fi_archs,
         ),
         vllm=VllmPins(
             version=_version(vllm["version"], "[vllm].version"),
@@ -430,16 +543,55 @@ def _build(name: str, description: str, d: dict[str, Any]) -> Pins:
             git_url=vllm["git_url"],
             revision=vllm["revision"],
         ),
-        nvcc=_choice(d["toolchain"]["nvcc"], ("image", "index"), "[toolchain].nvcc"),
+        nvcc=nvcc,
         nvcc_package=d["toolchain"]["nvcc_package"],
         build=BuildKnobs(
-            arch_list=parse_arch_list(
-                build["torch_cuda_arch_list"], what="[build].torch_cuda_arch_list"
-            ),
+            arch_list=arch_list,
             max_jobs=parse_max_jobs(build["max_jobs"]),
             nvcc_threads=build["nvcc_threads"],
             ccache_max_size=build["ccache_max_size"],
         ),
-        slim_max_gb=float(d["budget"]["slim_max_gb"]),
+        slim_max_gb=float(slim_max_gb),
         base=base,
+        nvcc_cuda=nvcc_cuda,
+        warnings=tuple(warnings),
     )
+
+
+def _nvcc_cuda(nvcc: str, package: str, cuda: str) -> tuple[str, str]:
+    """(CUDA major.minor of the build's nvcc, where it comes from) for the arch checks."""
+    if nvcc == "image":
+        return cuda, "from the devel image"
+    match = re.search(r"==\s*(?P<major>[0-9]+)\.(?P<minor>[0-9]+)", package)
+    if match is None:
+        raise ConfigError(
+            f"[toolchain].nvcc_package = {package!r}: with nvcc = 'index' it must pin the toolkit"
+            " exactly, e.g. 'cuda-toolkit[nvcc,cudart,cccl,crt,nvvm]==13.0.2'"
+        )
+    return f"{match['major']}.{match['minor']}", f"from {package}"
+
+
+def lock_torch_cuda(lock_text: str) -> list[tuple[str, str]]:
+    """(CUDA major.minor, the pinned requirement) of every CUDA runtime a lock pins: torch's
+    build shows there (its wheel requires exactly one)."""
+    return [
+        (f"{m['major']}.{m['minor']}", m["req"]) for m in _LOCK_CUDA_RUNTIME.finditer(lock_text)
+    ]
+
+
+def check_lock_cuda(pins: Pins, lock_text: str, where: str) -> None:
+    """torch's CUDA build (the CUDA runtime the lock pins) must be [cuda].version."""
+    found = lock_torch_cuda(lock_text)
+    if not found:
+        raise ConfigError(
+            f"{where} pins no CUDA runtime (nvidia-cuda-runtime*): torch {pins.torch.version} there"
+            f" is not a CUDA {pins.cuda_version} build; fix [torch] and run `nox -s lock`"
+        )
+    for cuda, requirement in found:
+        if cuda != pins.cuda_version:
+            raise ConfigError(
+                f"profile {pins.profile}: torch {pins.torch.version} is a CUDA {cuda} build"
+                f" ({requirement} in {where}), but [cuda].version = {pins.cuda_version!r}: the"
+                " bases' tags, [cuda].version and torch's CUDA build must agree; change them"
+                " together"
+            )

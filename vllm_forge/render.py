@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
-
-from . import lock
+from . import lock, prune
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
-from .pins import Pins
+from .errors import ConfigError
+from .pins import Pins, check_lock_cuda
 from .project import Project
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATE = "Dockerfile.j2"
 
@@ -58,6 +61,11 @@ def template_context(pins: Pins) -> dict:
         "flashinfer_revision": pins.flashinfer.revision,
         "flashinfer_arch_list": format_arch_list(pins.flashinfer.cuda_arch_list, sep=" "),
         "labels": sorted(pins.labels().items()),
+        # The runtime stage's pruning: plain names and find patterns (vllm_forge/prune.py).
+        "site_packages": f"/opt/venv/lib/{python}/site-packages",
+        "prune": prune.template_values(pins.build.arch_list),
+        "prune_record": prune.RECORD,
+        "prune_record_dir": prune.RECORD.rpartition("/")[0],
         "source_date_epoch": pins.source_date_epoch,
     }
 
@@ -69,6 +77,16 @@ def _nvcc_major(package: str) -> str:
 
 
 def _environment(templates_dir: Path) -> jinja2.Environment:
+    # Imported here, not at the top: the CLI imports this module, and `vllm-forge setup` (run by
+    # a stock python3 before anything is installed) must need the standard library only.
+    try:
+        import jinja2
+    except ImportError:
+        raise ConfigError(
+            "rendering needs jinja2, which this Python lacks: install vllm-forge (pip install .)"
+            " or run it through nox (`nox -s render`)"
+        ) from None
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir),
         undefined=jinja2.StrictUndefined,
@@ -89,7 +107,9 @@ def write_context(pins: Pins, project: Project) -> Path:
     """
     out_dir = project.context(pins.profile)
     text = render_dockerfile(pins, project.templates)
-    parts = lock.split(lock.read_fresh_lock(pins, project), drop_vllm=pins.compiles_vllm)
+    lock_text = lock.read_fresh_lock(pins, project)
+    check_lock_cuda(pins, lock_text, f"the lock of profile {pins.profile}")
+    parts = lock.split(lock_text, drop_vllm=pins.compiles_vllm)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "lock").mkdir(exist_ok=True)
     (out_dir / "lock" / "deps.txt").write_text(parts.deps)

@@ -150,6 +150,8 @@ LABEL org.opencontainers.image.revision="${VCS_REF}"
 # requirements and the builder's wheels (bind-mounted, never copied in). No compiler caches,
 # pip caches, build trees or CUDA toolkit; gcc and Python's headers stay: Triton compiles its
 # small launcher stub with them at the first kernel launch.
+# In the same layer, the files no GPU of TORCH_CUDA_ARCH_LIST=12.0 loads are
+# deleted (vllm_forge/prune.toml); package metadata stays, and `pip check` runs after.
 ###############################################################################################
 FROM nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2 AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
@@ -176,6 +178,25 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     python3.12 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-deps --require-hashes --no-compile -r /lock/deps.txt \
     && /opt/venv/bin/pip install --no-deps --no-compile /wheels/*.whl \
+    && site=/opt/venv/lib/python3.12/site-packages \
+    && prune() { name=$1; total=0; shift; \
+        while [ $# -gt 1 ]; do \
+            if [ -e "$site/$1" ]; then \
+                bytes=$(find "$site/$1" -path "$site/$2" -prune -exec sh -c 'find "$@" -type f -printf "%s\n"' sh {} + | awk '{s += $1} END {print s + 0}'); \
+                find "$site/$1" -path "$site/$2" -prune -exec rm -rf {} + || return 1; \
+                total=$((total + bytes)); \
+            fi; \
+            shift 2; \
+        done; \
+        echo "vllm-forge-prune $name $total" | tee -a /usr/local/share/vllm-forge/pruned.txt; } \
+    && mkdir -p /usr/local/share/vllm-forge \
+    && prune flashinfer-cubins-sm100 "flashinfer_cubin/cubins" "flashinfer_cubin/cubins/*.cubin" \
+    && prune vllm-fa3-sm90 "vllm/vllm_flash_attn/_vllm_fa3_C.abi3.so" "vllm/vllm_flash_attn/_vllm_fa3_C.abi3.so" \
+    && prune vllm-flashmla "vllm/_flashmla_C.abi3.so" "vllm/_flashmla_C.abi3.so" "vllm/_flashmla_extension_C.abi3.so" "vllm/_flashmla_extension_C.abi3.so" \
+    && prune vllm-fa4-cute "vllm/vllm_flash_attn/cute" "vllm/vllm_flash_attn/cute" \
+    && prune triton-ptxas-pre-sm100 "triton/backends/nvidia/bin/ptxas" "triton/backends/nvidia/bin/ptxas" \
+    && prune cuda-bindings-cython-sources "cuda" "cuda/*.cpp" \
+    && prune triton-cupti-static-archives "triton/backends/nvidia/lib/cupti" "triton/backends/nvidia/lib/cupti/*.a" \
     && /opt/venv/bin/pip check \
     && /opt/venv/bin/pip uninstall -y -q pip \
     && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \

@@ -1,7 +1,8 @@
 """Choosing the next `nvidia/cuda` tag: pure functions over a list of tags and digests.
 
 Rule: the suffix stays exactly (`-cudnn-devel-ubuntu24.04` never becomes `-devel-ubuntu24.04`),
-the CUDA major never moves, the minor moves only when allowed, and the highest patch wins.
+the CUDA major never moves, the minor moves only when allowed (and then [cuda].version and torch
+move with it: see `command.make_plan`), and the highest patch wins.
 A tag whose digest changed (NVIDIA re-pushes tags with fixes) is an update as well.
 """
 
@@ -37,8 +38,11 @@ def parse_cuda_tag(tag: str) -> CudaTag | None:
     )
 
 
-def choose_tag(current: str, tags: Iterable[str], *, allow_minor: bool = False) -> str | None:
-    """The tag to pin next: same suffix, same major (and minor unless allowed), highest version.
+def choose_tag(
+    current: str, tags: Iterable[str], *, allow_minor: bool = False, cuda: str | None = None
+) -> str | None:
+    """The tag to pin next: same suffix, same major (and minor unless allowed), highest version;
+    with `cuda` ("12.9"), that CUDA major.minor exactly, whatever the current tag's.
 
     None when no listed tag qualifies (e.g. the current tag was deleted and had no siblings).
     """
@@ -48,13 +52,21 @@ def choose_tag(current: str, tags: Iterable[str], *, allow_minor: bool = False) 
             f"pinned tag {current!r} is not a CUDA version tag (like 12.8.1-devel-ubuntu24.04);"
             " move it by hand"
         )
+    if cuda is not None:
+        major, _, minor = cuda.partition(".")
+        wanted: tuple[int, int] | None = (int(major), int(minor))
+    else:
+        wanted = None
     candidates = {
         parsed: tag
         for tag in tags
         if (parsed := parse_cuda_tag(tag)) is not None
         and parsed.suffix == pinned.suffix
-        and parsed.major == pinned.major
-        and (allow_minor or parsed.minor == pinned.minor)
+        and (
+            (parsed.major, parsed.minor) == wanted
+            if wanted
+            else parsed.major == pinned.major and (allow_minor or parsed.minor == pinned.minor)
+        )
     }
     return candidates[max(candidates)] if candidates else None
 
@@ -103,3 +115,18 @@ def decide(
             reason=f"tag {chosen_tag} was re-pushed with a new digest",
         )
     return ImageDecision(tag=current_tag, digest=current_digest, changed=False, reason="current")
+
+
+def newer_minors(current: str, tags: Iterable[str]) -> set[tuple[int, int]]:
+    """The CUDA (major, minor) pairs above the current tag's, same major and suffix, listed."""
+    pinned = parse_cuda_tag(current)
+    if pinned is None:
+        return set()
+    return {
+        (parsed.major, parsed.minor)
+        for tag in tags
+        if (parsed := parse_cuda_tag(tag)) is not None
+        and parsed.suffix == pinned.suffix
+        and parsed.major == pinned.major
+        and parsed.minor > pinned.minor
+    }

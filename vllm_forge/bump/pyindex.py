@@ -3,7 +3,8 @@
 The index URL is the profile's `[torch].index_url`, else the user's pip configuration
 (`pipconfig`). Where the index serves no PEP 658 metadata files, `Requires-Dist` comes from the
 wheel itself: the zip's central directory and its `METADATA` member, fetched with `Range`
-requests (a few hundred KB, not 900 MB). Retries are the session's: see `http.py`.
+requests (a few hundred KB, not 900 MB). Retries, deadlines and size caps are `http.py`'s: a
+project page and a wheel's metadata are one operation each, under one deadline.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 
-import requests
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag
 from packaging.utils import (
@@ -33,6 +33,8 @@ from ..errors import IndexError_
 from . import http
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+MAX_PAGE = 64 * 1024 * 1024  # bytes of one project page (torch's is a few MB)
+MAX_METADATA = 16 * 1024 * 1024
 _ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 
 
@@ -158,13 +160,19 @@ def parse_project_html(text: str, page_url: str) -> list[Dist]:
 
 # ---------------------------------------------------------------------------- ranged reads
 class RangeFile(io.RawIOBase):
-    """A read-only, seekable file over HTTP `Range` requests, enough for `zipfile`."""
+    """A read-only, seekable file over HTTP `Range` requests, enough for `zipfile`.
+
+    Every request it makes counts against one deadline (the whole metadata read).
+    """
 
     chunk = 256 * 1024
 
-    def __init__(self, session: requests.Session, url: str, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, client: http.Client, url: str, deadline: http.Deadline | None = None
+    ) -> None:
         super().__init__()
-        self._session, self._url, self._timeout = session, url, timeout_s
+        self._http, self._url = client, url
+        self._deadline = deadline or client.deadline(f"reading {url.rsplit('/', 1)[-1]}")
         self._pos = 0
         self._blocks: list[tuple[int, bytes]] = []
         start, self._size, data = self._get(f"bytes=-{self.chunk}")
@@ -206,26 +214,26 @@ class RangeFile(io.RawIOBase):
 
     def _get(self, byte_range: str) -> tuple[int, int, bytes]:
         try:
-            response = self._session.get(
-                self._url, headers={"Range": byte_range}, timeout=self._timeout
+            answer = self._http.fetch(
+                "GET",
+                self._url,
+                deadline=self._deadline,
+                headers={"Range": byte_range},
+                max_bytes=MAX_METADATA,
             )
-        except requests.RequestException as exc:
+        except http.Failure as failure:
+            raise IndexError_(f"the package index's files: {failure.message}") from None
+        if answer.status in http.RETRY_STATUSES:
+            raise IndexError_(f"{self._url} answered {answer.status}; {http.try_later(answer)}")
+        if answer.status != 206:
             raise IndexError_(
-                f"cannot reach the package index's files ({type(exc).__name__}): check the network"
-            ) from None
-        if response.status_code in http.RETRY_STATUSES:
-            raise IndexError_(
-                f"{self._url} answered {response.status_code}; {http.try_later(response)}"
-            )
-        if response.status_code != 206:
-            raise IndexError_(
-                f"{self._url} answered {response.status_code} to a Range request; the bump needs"
+                f"{self._url} answered {answer.status} to a Range request; the bump needs"
                 " an index whose file server supports Range (or PEP 658 metadata)"
             )
-        match = re.match(r"bytes (\d+)-(\d+)/(\d+)", response.headers.get("Content-Range", ""))
+        match = re.match(r"bytes (\d+)-(\d+)/(\d+)", answer.headers.get("Content-Range", ""))
         if not match:
             raise IndexError_(f"{self._url}: Range answer without a usable Content-Range")
-        return int(match.group(1)), int(match.group(3)), response.content
+        return int(match.group(1)), int(match.group(3)), answer.content
 
 
 def read_wheel_metadata(file: io.RawIOBase, filename: str) -> bytes:
@@ -236,6 +244,8 @@ def read_wheel_metadata(file: io.RawIOBase, filename: str) -> bytes:
             members = [n for n in wheel.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
             if len(members) != 1:
                 raise IndexError_(f"{filename}: expected one .dist-info/METADATA, found {members}")
+            if wheel.getinfo(members[0]).file_size > MAX_METADATA:
+                raise IndexError_(f"{filename}: its METADATA is over {MAX_METADATA} bytes")
             return wheel.read(members[0])
     except zipfile.BadZipFile as exc:
         raise IndexError_(f"{filename} is not a readable wheel ({exc})") from None
@@ -263,10 +273,14 @@ class SimpleIndex:
     """One index, read lazily: a project page per project, metadata per wheel, both cached."""
 
     url: str
-    session: requests.Session = field(default_factory=http.session)
-    timeout_s: float = 60.0
+    http: http.Client = field(default_factory=http.Client)
+    timeout_s: float | None = None  # the longest wait for a connection or a read
     _pages: dict[str, list[Dist]] = field(default_factory=dict, repr=False)
     _metadata: dict[str, Metadata] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.timeout_s is not None:
+            self.http.connect_timeout_s = self.http.read_timeout_s = self.timeout_s
 
     def files(self, project: str) -> list[Dist]:
         name = canonicalize_name(project)
@@ -282,37 +296,44 @@ class SimpleIndex:
     def _fetch_page(self, name: str) -> list[Dist]:
         page_url = f"{self.url.rstrip('/')}/{name}/"
         try:
-            response = self.session.get(
-                page_url, headers={"Accept": _ACCEPT}, timeout=self.timeout_s
+            answer = self.http.fetch(
+                "GET",
+                page_url,
+                deadline=self.http.deadline(f"reading the index page of {name}"),
+                headers={"Accept": _ACCEPT},
+                max_bytes=MAX_PAGE,
             )
-        except requests.RequestException as exc:
+        except http.Failure as failure:
             raise IndexError_(
-                f"cannot reach the package index {self.url} ({type(exc).__name__}): check the"
-                " network, PIP_INDEX_URL or `pip config list`"
+                f"the package index {self.url}: {failure.message}; or check PIP_INDEX_URL and"
+                " `pip config list`"
             ) from None
-        if response.status_code == 404:
+        if answer.status == 404:
             return []
-        if not response.ok:
+        if not answer.ok:
             raise IndexError_(
-                f"the package index answered {response.status_code} for {page_url};"
-                f" {http.try_later(response)}"
+                f"the package index answered {answer.status} for {page_url};"
+                f" {http.try_later(answer)}"
             )
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        content_type = answer.headers.get("Content-Type", "").split(";")[0].strip()
         if content_type == JSON_TYPE:
             try:
-                return parse_project_json(response.json(), response.url or page_url)
+                return parse_project_json(answer.json(), answer.url)
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise IndexError_(f"{page_url}: the index sent malformed JSON") from None
-        return parse_project_html(response.text, response.url or page_url)
+        return parse_project_html(answer.text, answer.url)
 
     def _fetch_metadata(self, dist: Dist) -> bytes:
+        deadline = self.http.deadline(f"reading the metadata of {dist.filename}")
         if dist.metadata_url:
             try:
-                response = self.session.get(dist.metadata_url, timeout=self.timeout_s)
-            except requests.RequestException:
-                response = None
-            if response is not None and response.ok:
-                return response.content
+                answer = self.http.fetch(
+                    "GET", dist.metadata_url, deadline=deadline, max_bytes=MAX_METADATA
+                )
+            except http.Failure:
+                answer = None
+            if answer is not None and answer.ok:
+                return answer.content
         if not dist.is_wheel:
             raise IndexError_(f"{dist.filename}: metadata is only read from wheels")
-        return read_wheel_metadata(RangeFile(self.session, dist.url, self.timeout_s), dist.filename)
+        return read_wheel_metadata(RangeFile(self.http, dist.url, deadline), dist.filename)

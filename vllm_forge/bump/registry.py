@@ -4,7 +4,8 @@ Only what the bump needs: anonymous bearer tokens from the `WWW-Authenticate` ch
 `tags/list` pagination through `Link` headers, and `HEAD manifests/<tag>` with every manifest
 type in `Accept`, so that a multi-arch tag gives its index digest rather than one platform's.
 Images are `pins.ImageRef`s: the pins' own parser says which registry and repository they name.
-Retries (429, 5xx, dropped connections) are the session's: see `http.py`.
+Retries (429, 5xx, dropped connections), deadlines, size caps and redirects are `http.py`'s;
+here: at most MAX_TAG_PAGES pages of tags, and a token only for the origin it was issued for.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import hashlib
 import re
 from urllib.parse import urljoin
 
-import requests
-
 from ..errors import RegistryError
 from ..pins import DOCKER_HUB, ImageRef
 from . import http
+
+MAX_TAG_PAGES = 100  # nvidia/cuda has a few thousand tags: a handful of pages of 1000
+MAX_TAGS_PAGE = 4 * 1024 * 1024  # bytes of one tags/list page
+MAX_MANIFEST = 4 * 1024 * 1024
+MAX_TOKEN = 64 * 1024
 
 _DOCKER_HUB_API = "registry-1.docker.io"  # Docker Hub serves the v2 API on its own host
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -66,26 +70,47 @@ def parse_challenge(header: str | None) -> dict[str, str] | None:
 
 
 class RegistryClient:
-    """Anonymous, read-only access to one or more registries."""
+    """Anonymous, read-only access to one or more registries.
 
-    def __init__(self, session: requests.Session | None = None, *, timeout_s: float = 30.0) -> None:
-        self._session = session or http.session()
-        self._timeout = timeout_s
-        self._tokens: dict[tuple[str, str], str] = {}
+    A bearer token is kept for the origin (scheme, host, port) whose challenge led to it and sent
+    only there: a `Link` page or a redirect on another origin goes without it.
+    """
+
+    def __init__(
+        self,
+        client: http.Client | None = None,
+        *,
+        timeout_s: float | None = None,
+        deadline_s: float | None = None,
+        max_pages: int = MAX_TAG_PAGES,
+    ) -> None:
+        self._http = client or http.Client()
+        if timeout_s is not None:
+            self._http.connect_timeout_s = self._http.read_timeout_s = timeout_s
+        if deadline_s is not None:
+            self._http.deadline_s = deadline_s
+        self._max_pages = max_pages
+        self._tokens: dict[tuple[tuple[str, str, int | None], str], str] = {}
 
     def list_tags(self, ref: ImageRef, page_size: int = 1000) -> list[str]:
         """Every tag of the repository, following `Link: <...>; rel="next"` pages."""
         where = f"{ref.registry}/{ref.repository}"
+        deadline = self._http.deadline(f"listing the tags of {where}")
         url: str | None = f"{api_base(ref.registry)}/v2/{ref.repository}/tags/list?n={page_size}"
         tags: list[str] = []
         seen: set[str] = set()
         while url and url not in seen:
+            if len(seen) >= self._max_pages:
+                raise RegistryError(
+                    f"{where}: the registry sent more than {self._max_pages} pages of tags"
+                    f" ({page_size} a page asked); refusing to follow more"
+                )
             seen.add(url)
-            response = self._request("GET", url, ref)
-            if response.status_code == 404:
+            answer = self._request("GET", url, ref, deadline)
+            if answer.status == 404:
                 raise RegistryError(f"{where}: no such repository")
-            tags.extend(_tags_of(response, where))
-            url = parse_link_next(response.headers.get("Link"), url)
+            tags.extend(_tags_of(answer, where))
+            url = parse_link_next(answer.headers.get("Link"), answer.url)
         if not tags:
             raise RegistryError(f"{where}: the registry lists no tags")
         return tags
@@ -93,14 +118,15 @@ class RegistryClient:
     def digest(self, ref: ImageRef, tag: str) -> str | None:
         """The digest `tag` points at now (the multi-arch index's if it is one); None if gone."""
         url = f"{api_base(ref.registry)}/v2/{ref.repository}/manifests/{tag}"
+        deadline = self._http.deadline(f"resolving {ref.registry}/{ref.repository}:{tag}")
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
-        response = self._request("HEAD", url, ref, headers)
-        if response.status_code == 404:
+        answer = self._request("HEAD", url, ref, deadline, headers)
+        if answer.status == 404:
             return None
-        digest = response.headers.get("Docker-Content-Digest", "")
+        digest = answer.headers.get("Docker-Content-Digest", "")
         if not digest:  # some registries omit it on HEAD: hash the manifest itself
-            response = self._request("GET", url, ref, headers)
-            digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
+            answer = self._request("GET", url, ref, deadline, headers, max_bytes=MAX_MANIFEST)
+            digest = "sha256:" + hashlib.sha256(answer.content).hexdigest()
         if not _DIGEST.match(digest):
             raise RegistryError(
                 f"{ref.registry}/{ref.repository}:{tag}: unexpected digest {digest!r}"
@@ -108,79 +134,116 @@ class RegistryClient:
         return digest
 
     def _request(
-        self, method: str, url: str, ref: ImageRef, headers: dict[str, str] | None = None
-    ) -> requests.Response:
-        response = self._send(method, url, ref, headers or {})
-        status = response.status_code
+        self,
+        method: str,
+        url: str,
+        ref: ImageRef,
+        deadline: http.Deadline,
+        headers: dict[str, str] | None = None,
+        *,
+        max_bytes: int = MAX_TAGS_PAGE,
+    ) -> http.Answer:
+        answer = self._send(method, url, ref, deadline, headers or {}, max_bytes)
+        status = answer.status
         if status == 429:
             raise RegistryError(
-                f"{ref.registry} is rate-limiting requests (429): {http.try_later(response)}"
+                f"{ref.registry} is rate-limiting requests (429): {http.try_later(answer)}"
             )
         if status in (401, 403):
-            raise RegistryError(
-                f"{ref.registry} refused anonymous access to {ref.repository} ({status})"
-                " even with a token: check the image name, or that it is public"
-            )
+            raise RegistryError(self._refusal(answer, ref, url))
         if status >= 400 and status != 404:
             raise RegistryError(
-                f"{ref.registry} answered {status} for {method} {url}; {http.try_later(response)}"
+                f"{ref.registry} answered {status} for {method} {url}; {http.try_later(answer)}"
             )
-        return response
+        return answer
+
+    def _refusal(self, answer: http.Answer, ref: ImageRef, url: str) -> str:
+        where = f"{ref.registry} refused access to {ref.repository} ({answer.status})"
+        challenge = answer.headers.get("WWW-Authenticate", "")
+        scheme = challenge.strip().split(" ", 1)[0].lower() if challenge.strip() else ""
+        if (http.origin(url), _scope(ref)) in self._tokens:
+            return f"{where} even with a token: check the image name, or that it is public"
+        if scheme == "basic":
+            return (
+                f"{where}: it asks for a login (Basic auth), and bump reads public images"
+                " anonymously: check the image name, or that it is public"
+            )
+        return f"{where} without credentials: check the image name, or that it is public"
 
     def _send(
-        self, method: str, url: str, ref: ImageRef, headers: dict[str, str]
-    ) -> requests.Response:
-        key = (ref.registry, f"repository:{ref.repository}:pull")
-        response = self._http(method, url, ref, headers, self._tokens.get(key))
-        if response.status_code == 401 and key not in self._tokens:
-            challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
+        self,
+        method: str,
+        url: str,
+        ref: ImageRef,
+        deadline: http.Deadline,
+        headers: dict[str, str],
+        max_bytes: int,
+    ) -> http.Answer:
+        key = (http.origin(url), _scope(ref))
+        answer = self._http_request(method, url, ref, deadline, headers, key, max_bytes)
+        if answer.status == 401 and key not in self._tokens:
+            challenge = parse_challenge(answer.headers.get("WWW-Authenticate"))
             if challenge is not None:
-                self._tokens[key] = self._fetch_token(challenge, key[1], ref)
-                response = self._http(method, url, ref, headers, self._tokens[key])
-        return response
+                self._tokens[key] = self._fetch_token(challenge, key[1], ref, deadline)
+                answer = self._http_request(method, url, ref, deadline, headers, key, max_bytes)
+        return answer
 
-    def _http(
-        self, method: str, url: str, ref: ImageRef, headers: dict[str, str], token: str | None
-    ) -> requests.Response:
+    def _http_request(
+        self,
+        method: str,
+        url: str,
+        ref: ImageRef,
+        deadline: http.Deadline,
+        headers: dict[str, str],
+        key: tuple[tuple[str, str, int | None], str],
+        max_bytes: int,
+    ) -> http.Answer:
+        token = self._tokens.get(key)
         if token:
             headers = {**headers, "Authorization": f"Bearer {token}"}
         try:
-            return self._session.request(method, url, headers=headers, timeout=self._timeout)
-        except requests.RequestException as exc:
+            return self._http.fetch(
+                method, url, deadline=deadline, headers=headers, max_bytes=max_bytes
+            )
+        except http.Failure as failure:
             raise RegistryError(
-                f"cannot reach registry {ref.registry} ({type(exc).__name__}): check the network"
-                " or proxy settings, or use --packages-only"
+                f"registry {ref.registry}: {failure.message} (or use --packages-only)"
             ) from None
 
-    def _fetch_token(self, challenge: dict[str, str], scope: str, ref: ImageRef) -> str:
+    def _fetch_token(
+        self, challenge: dict[str, str], scope: str, ref: ImageRef, deadline: http.Deadline
+    ) -> str:
         params = {"scope": challenge.get("scope") or scope}
         if challenge.get("service"):
             params["service"] = challenge["service"]
         try:
-            response = self._session.get(challenge["realm"], params=params, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise RegistryError(
-                f"cannot reach the token service of {ref.registry} ({type(exc).__name__}):"
-                " check the network or proxy settings"
-            ) from None
+            answer = self._http.fetch(
+                "GET", challenge["realm"], deadline=deadline, params=params, max_bytes=MAX_TOKEN
+            )
+        except http.Failure as failure:
+            raise RegistryError(f"the token service of {ref.registry}: {failure.message}") from None
         token = ""
-        if response.ok:
+        if answer.ok:
             try:
-                body = response.json()
+                body = answer.json()
                 token = body.get("token") or body.get("access_token") or ""
             except (ValueError, AttributeError):
                 token = ""
         if not token:
             raise RegistryError(
                 f"{ref.registry}: the token service refused an anonymous token for"
-                f" {ref.repository} ({response.status_code})"
+                f" {ref.repository} ({answer.status})"
             )
         return str(token)
 
 
-def _tags_of(response: requests.Response, where: str) -> list[str]:
+def _scope(ref: ImageRef) -> str:
+    return f"repository:{ref.repository}:pull"
+
+
+def _tags_of(answer: http.Answer, where: str) -> list[str]:
     try:
-        raw = response.json().get("tags")
+        raw = answer.json().get("tags")
     except (ValueError, AttributeError):
         raise RegistryError(f"{where}: tags/list is not JSON") from None
     if raw is None:

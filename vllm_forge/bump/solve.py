@@ -98,6 +98,7 @@ class Solution:
     torchaudio: str | None
     flashinfer: str | None
     torch_cuda_requirement: str  # the evidence, e.g. "nvidia-cuda-runtime-cu12==12.8.90"
+    torch_cuda: str = ""  # the CUDA major.minor torch is built for (the target's), e.g. "12.8"
     skipped: tuple[str, ...] = field(default=())  # one line per newer vLLM refused, and why
 
 
@@ -251,6 +252,7 @@ def try_vllm(
         torchaudio=companions["torchaudio"],
         flashinfer=flashinfer,
         torch_cuda_requirement=evidence,
+        torch_cuda=target.cuda,
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from .. import prune
 from ..build import default_tag
 from ..cuda_arch import sass_targets
 from ..errors import ForgeError
@@ -37,12 +38,15 @@ CACHE_DIRS = (
     "/home/vllm/.cache/uv",
 )
 BUILD_TREES = ("/src", "/wheels", "/build", "/opt/cuda-toolkit", "/usr/local/cuda")
+STUB_LIBCUDA_DIR = "/tmp/vllm-forge-libcuda"
 PROBE = "/usr/local/bin/kernel-probe"
 ORDER = [
     "pins_versions",
     "pins_flashinfer_agree",
     "pins_torch_cuda",
     "arch_coverage",
+    "arch_pruned_files_gone",
+    "arch_pruned_not_looked_up",
     "slim_no_caches",
     "slim_no_build_trees",
     "slim_no_nvcc",
@@ -242,6 +246,107 @@ def _arch_table(report: archcheck.CoverageReport, rows: list[dict]) -> str:
     return "\n".join(["  " + line for line in lines] + notes)
 
 
+def _image_record(infra) -> dict[str, int]:
+    """The image's own record of what its runtime stage pruned (prune.RECORD)."""
+    return prune.parse_lines(
+        infra.run("cat %s 2>/dev/null; true", prune.RECORD).stdout.splitlines()
+    )
+
+
+def test_arch_pruned_files_gone(cfg, infra, site, record_property):
+    """The entries of vllm_forge/prune.toml that no GPU of the arch list loads are gone, the
+    image's record names them, and the package metadata still holds (`pip check`)."""
+    pruned = prune.select(cfg.pins.build.arch_list)
+    left, kept = [], {}
+    for entry in prune.packaged():
+        hits = []
+        for path in entry.paths:
+            root, pattern = prune.find_args(path)
+            found = infra.run(
+                "[ -e %s ] && find %s -path %s -prune -print | head -3; true",
+                f"{site}/{root}", f"{site}/{root}", f"{site}/{pattern}",
+            )  # fmt: skip
+            hits += found.stdout.split()
+        if entry in pruned and hits:
+            left.append(f"{entry.name}: {', '.join(hits)}")
+        elif entry not in pruned:
+            kept[entry.name] = "present" if hits else "not in this image's wheels"
+    record = _image_record(infra)
+    record_property("arch_list", [str(a) for a in cfg.pins.build.arch_list])
+    record_property("pruned", record)
+    record_property("pruned_gb", round(sum(record.values()) / 1e9, 3))
+    record_property("kept", kept)
+    result = _timed(infra, "python -c %s", scripts.REQUIREMENTS, timeout=300)
+    problems = [
+        f"expected the pruned files gone (no GPU of the arch list loads them), found {what}; "
+        f"{expect.REBUILD}"
+        for what in left
+    ]
+    problems += expect.prune_record_problems([e.name for e in pruned], record)
+    if result.rc != 0:
+        problems.append(
+            f"expected to read the package metadata, found exit {result.rc}: {_output(result)}"
+        )
+    else:
+        found = json.loads(result.stdout.strip().splitlines()[-1])
+        record_property("metadata", found)
+        problems += [
+            f"pip check: {p}; never prune *.dist-info (vllm_forge/prune.toml)"
+            for p in found["problems"]
+        ]
+    if problems:
+        fail(*problems)
+
+
+def test_arch_pruned_not_looked_up(cfg, infra, site, record_property):
+    """For every GPU the arch list targets, vLLM's and FlashInfer's own selection code does not
+    reach for what was pruned: asked with the capability patched in (no GPU needed), FlashInfer
+    looks up no cubin, the trtllm-gen, FA3, FA4 and FlashMLA gates say "not supported" (and the
+    availability checks answer rather than raise), Triton picks ptxas-blackwell. The same
+    questions for a GPU each entry serves must say "use it", or the probe proves nothing."""
+    pruned = prune.select(cfg.pins.build.arch_list)
+    probed = [e for e in pruned if e.probe]
+    targets = prune.targets(cfg.pins.build.arch_list)
+    if not probed:
+        pytest.skip("the arch list keeps every entry that a GPU loads: nothing to ask about")
+    stub = infra.run("sh -c %s stub %s %s", scripts.STUB_LIBCUDA, STUB_LIBCUDA_DIR, site)
+    if stub.rc != 0:
+        fail(
+            "expected to build a stand-in libcuda.so.1 in the image (gcc, readelf, nm), found "
+            f"exit {stub.rc}: {_output(stub)}"
+        )
+    caps = sorted(set(targets) | {e.control for e in probed if e.control}, reverse=True)
+    spec = {
+        "imports": sorted({m for e in prune.packaged() for m in e.imports}),
+        "capabilities": [expect.capability_text(c) for c in caps],
+    }
+    result = _timed(
+        infra,
+        "env LD_LIBRARY_PATH=%s python -c %s %s",
+        STUB_LIBCUDA_DIR, scripts.PRUNE_PROBE, json.dumps(spec),
+    )  # fmt: skip
+    lines = result.stdout.strip().splitlines()
+    if result.rc != 0 or not lines:
+        fail(f"expected the in-image probe to answer, found exit {result.rc}: {_output(result)}")
+    found = json.loads(lines[-1])
+    record_property("targets", [expect.capability_text(c) for c in targets])
+    record_property("imports", found.get("imports"))
+    record_property(
+        "answers",
+        {
+            cap: {
+                "used": {p: a.get("used", a.get("error")) for p, a in run["probes"].items()},
+                "as_found": run.get("as_found"),
+                "attention_backends": run.get("attention_backends"),
+                "cubin_lookups": run.get("cubin_lookups"),
+            }
+            for cap, run in found.get("runs", {}).items()
+        },
+    )
+    if problems := expect.prune_probe_problems(pruned, targets, found):
+        fail(*problems)
+
+
 # --- 3 slim hygiene --------------------------------------------------------------------------
 
 
@@ -429,7 +534,7 @@ def test_metadata_nonroot_user(box, infra, record_property):
 # --- 5 size ----------------------------------------------------------------------------------
 
 
-def test_size_within_budget(cfg, record_property):
+def test_size_within_budget(cfg, infra, site, record_property):
     slim = cfg.engine.image_size(cfg.image)
     builder_tag = default_tag(cfg.pins.profile, "builder")
     builder = cfg.engine.image_size(builder_tag) if cfg.engine.image_exists(builder_tag) else None
@@ -437,12 +542,39 @@ def test_size_within_budget(cfg, record_property):
     record_property("budget_gb", cfg.pins.slim_max_gb)
     record_property("builder", builder_tag)
     record_property("builder_gb", round(builder / 1e9, 2) if builder else "not built")
+    record_property("table", _size_breakdown(cfg, infra, site, slim, record_property))
     if slim > cfg.pins.slim_max_gb * 1e9:
         fail(
             f"expected the slim image within [budget].slim_max_gb = {cfg.pins.slim_max_gb} GB, "
             f"found {slim / 1e9:.2f} GB; find what grew (`{cfg.engine.name} history "
             f"{cfg.image}`) or raise the budget in versions.toml"
         )
+
+
+def _size_breakdown(cfg, infra, site, slim: int, record_property) -> str:
+    """Where the image's bytes are: by package (du in the image), by layer (image history),
+    and what the runtime stage pruned (the image's record)."""
+    # two du runs: one du counts a file once, so /opt/venv after site/* would show ~0
+    du = infra.run("du -sb %s/* 2>/dev/null; du -sb /usr /opt/venv 2>/dev/null; true", site)
+    sizes = []
+    for line in du.stdout.splitlines():
+        size, _, path = line.partition("\t")
+        if size.isdigit():
+            sizes.append((int(size), path.removeprefix(site + "/")))
+    packages = sorted((s for s in sizes if not s[1].startswith("/")), reverse=True)
+    history = cfg.engine.run(cfg.engine.history_argv(cfg.image), check=False)
+    layers = expect.layer_sizes(cfg.engine.name, history.stdout) if history.returncode == 0 else []
+    pruned = _image_record(infra)
+    record_property("by_package_mb", {p: round(b / 1e6, 1) for b, p in packages[:20]})
+    record_property("by_layer_mb", [[round(b / 1e6, 1), what[:120]] for b, what in layers])
+    lines = [f"  image {slim / 1e9:.2f} GB; budget {cfg.pins.slim_max_gb} GB", "  by layer:"]
+    lines += [f"    {b / 1e9:7.3f} GB  {what[:90] or '(base image)'}" for b, what in layers]
+    lines.append("  by package (site-packages; /usr and /opt/venv in all):")
+    lines += [f"    {b / 1e9:7.3f} GB  {p}" for b, p in packages[:15]]
+    lines += [f"    {b / 1e9:7.3f} GB  {p}" for b, p in sizes if p.startswith("/")]
+    lines.append(f"  pruned by arch list: {sum(pruned.values()) / 1e9:.3f} GB")
+    lines += [f"    {b / 1e9:7.3f} GB  {n}" for n, b in sorted(pruned.items(), key=lambda i: -i[1])]
+    return "\n".join(lines)
 
 
 # --- 6 GPU -----------------------------------------------------------------------------------

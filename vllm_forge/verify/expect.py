@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..pins import Pins
+from ..prune import RECORD, Entry
 from .archcheck import capability_of
 
 REBUILD = "rebuild the image from versions.toml (`nox -s slim`)"
@@ -168,3 +170,110 @@ def bytecode_problems(counts: dict[int, int], examples: dict[int, list[str]]) ->
             shown = ", ".join(examples.get(flags, [])[:3])
             problems.append(f"{count} {mode} .pyc file(s), e.g. {shown}")
     return problems
+
+
+# --- pruning by architecture (vllm_forge/prune.toml) ------------------------------------------
+
+
+def capability_text(capability: tuple[int, int]) -> str:
+    return f"{capability[0]}.{capability[1]}"
+
+
+def prune_record_problems(expected: list[str], record: dict[str, int]) -> list[str]:
+    """The image's record of what its runtime stage pruned must name the entries the pins select."""
+    if record.keys() == set(expected):
+        return []
+    found = ", ".join(sorted(record)) if record else f"no record ({RECORD})"
+    return [
+        f"pruned entries: expected {', '.join(sorted(expected)) or 'none'} for this arch list, "
+        f"found {found}; the image was built from another template or arch list: {REBUILD}"
+    ]
+
+
+def prune_probe_problems(
+    pruned: Sequence[Entry], targets: Sequence[tuple[int, int]], found: dict
+) -> list[str]:
+    """What scripts.PRUNE_PROBE found, against what was pruned.
+
+    For every GPU the arch list targets, no gate of a pruned entry may say "use it", FlashInfer
+    may look up no cubin, and asking must not raise; for a GPU each entry does serve (its
+    control), its gates must say "use it", else the probe has stopped telling GPUs apart.
+    """
+    if "setup" in found:
+        return [
+            "expected vLLM's CUDA platform to import in the image (with a stand-in libcuda), "
+            f"found {found['setup']}; {REBUILD}"
+        ]
+    problems = [
+        f"import {name}: expected it to import with the pruned files gone, found {result}"
+        for name, result in sorted(found.get("imports", {}).items())
+        if result != "ok"
+    ]
+    runs = found.get("runs", {})
+    for capability in targets:
+        cap = capability_text(capability)
+        run = runs.get(cap, {})
+        for entry in pruned:
+            if not entry.probe:
+                continue
+            answer = run.get("probes", {}).get(entry.probe, {"error": "not asked"})
+            if "error" in answer:
+                problems.append(
+                    f"{entry.name}: expected the upstream code to answer for a {cap} GPU, "
+                    f"found {answer['error']}"
+                )
+            elif answer["used"]:
+                said = ", ".join(g for g, v in answer["gates"].items() if v)
+                problems.append(
+                    f"{entry.name}: pruned, yet for a {cap} GPU {said} says it would be used; "
+                    f"add an arch it serves to prune.toml's entry or to the arch list, and rebuild"
+                )
+        if run.get("cubin_lookups"):
+            shown = ", ".join(run["cubin_lookups"][:3])
+            problems.append(f"FlashInfer looked up cubins for a {cap} GPU: {shown}")
+        as_found = run.get("as_found", {"error": "not asked"})
+        if "error" in as_found:
+            problems.append(
+                f"expected vLLM's FlashAttention/FlashMLA availability checks to answer for a "
+                f"{cap} GPU, found {as_found['error']}"
+            )
+    for entry in pruned:
+        if not entry.probe or entry.control is None:
+            continue
+        cap = capability_text(entry.control)
+        answer = runs.get(cap, {}).get("probes", {}).get(entry.probe, {"error": "not asked"})
+        if "error" in answer:
+            problems.append(f"{entry.name}: asking for a {cap} GPU failed: {answer['error']}")
+        elif not answer["used"]:
+            problems.append(
+                f"{entry.name}: the probe says a {cap} GPU (one the entry serves) would not use it "
+                "either, so it cannot tell GPUs apart: the upstream code changed; re-read "
+                f"{entry.evidence[0].split(':')[0]} before trusting this pruning"
+            )
+    return problems
+
+
+_UNITS = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+
+
+def layer_sizes(engine_name: str, stdout: str) -> list[tuple[int, str]]:
+    """`image history` (engines.Engine.history_argv) -> [(bytes, instruction)], bottom first, the
+    layers only. podman gives bytes; docker a rounded human size ("10.9GB")."""
+    text = stdout.strip()
+    rows = (
+        [json.loads(line) for line in text.splitlines()]
+        if engine_name == "docker"
+        else json.loads(text or "[]")
+    )
+    out = []
+    for row in reversed(rows):
+        raw = row.get("Size", row.get("size", 0))
+        if isinstance(raw, int | float):
+            size = int(raw)
+        else:
+            match = re.fullmatch(r"([0-9.]+)\s*([kKMGT]?B)", str(raw).strip())
+            size = int(float(match[1]) * _UNITS[match[2]]) if match else 0
+        if size:
+            created = str(row.get("CreatedBy") or row.get("createdBy") or "")
+            out.append((size, " ".join(created.replace("/bin/sh -c", "").split())))
+    return out

@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..redact import write_text
+
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
 
@@ -84,6 +86,7 @@ def write(report: Report, directory: Path, slug: str) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     as_json = directory / f"verify-{slug}.json"
     as_text = directory / f"verify-{slug}.txt"
-    as_json.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
-    as_text.write_text(table(report) + "\n\n" + details(report) + "\n")
+    # Messages quote what checks saw (commands, files, URLs): redacted like every file under build/
+    write_text(as_json, json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    write_text(as_text, table(report) + "\n\n" + details(report) + "\n")
     return as_json, as_text

@@ -28,9 +28,14 @@ class Collector:
         self.cfg = cfg
         self.echo = echo
         self.results: dict[str, CheckResult] = {}
+        self.interrupted: BaseException | None = None
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[checks.CONFIG_KEY] = self.cfg
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo) -> None:
+        """pytest swallows Ctrl-C (and errors.Stopped: SIGTERM, SIGHUP); keep it to re-raise."""
+        self.interrupted = excinfo.value
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         name = report.nodeid.rpartition("::")[2].removeprefix("test_")
@@ -75,6 +80,8 @@ def run(cfg: VerifyConfig, only: list[str] | None = None, echo=print) -> Report:
     start = time.monotonic()
     args = [*targets, "-p", "no:cacheprovider", "-p", "no:terminal"]
     code = pytest.main(args, plugins=[collector])
+    if collector.interrupted is not None:  # the one wrapper says so and exits 128 + signal
+        raise collector.interrupted
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not collector.results:
         raise VerifyError(f"the checks did not run (pytest exit {int(code)}): see output above")
     order = {n: i for i, n in enumerate(checks.ORDER)}
