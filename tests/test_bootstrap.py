@@ -132,3 +132,12 @@ def test_the_readme_bootstrap_in_a_stock_debian_container():
     assert "setup: docker daemon" in result.stdout and "is running" in result.stdout
     assert "Session setup was successful" in result.stdout + result.stderr
     print(f"\nREADME bootstrap in a stock Debian 12 container: {took:.0f} s")
+
+
+def test_the_bootstrap_tested_is_the_one_the_readme_gives():
+    """The container test types README_BOOTSTRAP: keep it the README's own lines."""
+    readme = (ROOT / "README.md").read_text()
+    assert "apt-get update && apt-get install -y pipx" in readme
+    assert "pipx run nox -s setup slim -- --profile debian-pypi" in readme
+    assert "pipx run nox -s setup tests" in readme
+    assert "python3 -m pip install nox" not in readme  # PEP 668 refuses it on a stock system
