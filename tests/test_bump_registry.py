@@ -247,6 +247,13 @@ class Hostile(QuietHandler):
             return self.reply(401, b"{}", {"WWW-Authenticate": 'Basic realm="login"'})
         if mode == "huge":
             return self.reply(200, b" " * (5 * 1024 * 1024))
+        if mode == "header-drip":  # the status line and headers, a byte at a time, forever
+            with contextlib.suppress(OSError):
+                for byte in itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: "):
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(self.drip_s)
+            return None
         if mode in ("drip", "endless-drip"):
             body = b'{"tags": ["12.8.1-x"]}'
             self.send_response(200)
@@ -272,7 +279,7 @@ def hostile(mode: str, *, other: str = "") -> Iterator[ImageRef]:
         yield parse_ref(f"{base.removeprefix('http://')}/nvidia/cuda:12.8.1-x"), handler
 
 
-@pytest.mark.parametrize("mode", ["drip", "endless-drip"])
+@pytest.mark.parametrize("mode", ["drip", "endless-drip", "header-drip"])
 def test_a_dripping_body_ends_at_the_operations_deadline(mode):
     """Each byte comes in well under the read timeout: only an overall deadline ends it."""
     with hostile(mode) as (ref, _):

@@ -62,6 +62,8 @@ def _fresh_known_values():
             f"index-url = http://{MASK}@127.0.0.1/simple http://127.0.0.1/simple?page=2",
         ),
         ("cannot reach user:tok-0123@127.0.0.1:9 (x)", f"cannot reach {MASK}@127.0.0.1:9 (x)"),
+        ("reach user:tok-0123@127.0.0.1, retrying", f"reach {MASK}@127.0.0.1, retrying"),
+        ("[user:tok-0123@127.0.0.1]; <u:tok-0123@h>", f"[{MASK}@127.0.0.1]; <{MASK}@h>"),
         ("Basic functionality stays; user@host stays; a@b://c", "Basic functionality stays; user@host stays; a@b://c"),
         (
             "127.0.0.1:5000/nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:0123abcd stays",
@@ -72,6 +74,19 @@ def _fresh_known_values():
 )  # fmt: skip
 def test_url_credentials_and_token_query_values_are_masked_and_nothing_else(text, expected):
     assert redact.redact(text) == expected
+
+
+def test_a_token_in_the_path_of_a_configured_index_is_masked():
+    """Private indexes carry the token in the path (https://host/<TOKEN>/org/repo/simple/)."""
+    url = "http://127.0.0.1:9/Xk29fPq81mZZa0Bc7/org/repo/python/simple/"
+    redact.remember_environment({"PIP_EXTRA_INDEX_URL": url})
+    assert redact.redact(f"cannot reach {url}") == (
+        f"cannot reach http://127.0.0.1:9/{MASK}/org/repo/python/simple/"
+    )
+    assert (
+        redact.redact("http://127.0.0.1/simple/vllm-0.19.1/")
+        == "http://127.0.0.1/simple/vllm-0.19.1/"
+    )
 
 
 def test_known_values_are_masked_wherever_they_appear(tmp_path):

@@ -1,6 +1,7 @@
 """`nox -s clean`: remove what builds and tests created, and bound the engines' build caches.
 
-Run it when no build is running: it also removes podman's build working containers.
+Podman's build working containers are removed only where they belong to a vllm-forge run that
+is gone (below); other containers, a running build's included, are left alone.
 
 Images: everything tagged localhost/vllm-forge* (the project's own names) and dangling layers.
 Build caches (pip downloads, ccache, apt lists) are kept up to a cap so rebuilds stay fast but
@@ -61,11 +62,6 @@ def clean(engine: Engine, *, keep_cache_gb: float, keep_images: bool = False, lo
         for ref in project_images(engine):
             engine.remove_image(ref)
             log(f"clean: {engine.name}: removed {ref}")
-    if (argv := engine.list_build_containers_argv()) is not None:
-        # Working containers left by interrupted builds hold whole layers (GBs each).
-        for container in engine.run(argv, check=False).stdout.split():
-            engine.run(engine.remove_container_argv(container), check=False)
-            log(f"clean: {engine.name}: removed container {container[:12]}")
     engine.run(engine.prune_dangling_images_argv(), check=False)
     cap = int(keep_cache_gb * 1e9)
     if (argv := engine.bound_build_cache_argv(cap)) is not None:

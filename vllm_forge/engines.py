@@ -203,14 +203,6 @@ class Engine:
     def prune_dangling_images_argv(self) -> list[str]:
         return [self.client, "image", "prune", "-f"]
 
-    def list_build_containers_argv(self) -> list[str] | None:
-        """List (IDs, one a line) the containers in storage, build working containers included
-        (podman: buildah's, left by interrupted builds, GBs each; `ps --external` shows them,
-        while podman 4.3's `rm` has no `--external`); None where builds leave none (docker)."""
-        if self.name == "podman":
-            return [self.client, "ps", "--all", "--external", "--quiet", "--no-trunc"]
-        return None
-
     def bound_build_cache_argv(self, keep_bytes: int) -> list[str] | None:
         """Prune the builder's cache (layers and cache mounts) down to `keep_bytes`; None where
         the engine has no such bound (podman: bound `cache_mount_dir` by hand)."""

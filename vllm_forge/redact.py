@@ -40,7 +40,7 @@ _SECRET_PARAM = re.compile(
 # not an image reference's `name:tag@sha256:...`.
 _NETLOC = re.compile(
     r"(?<![\w.~%+*-])(?P<userinfo>[\w.~%+-]+:[^\s/@'\"]+)@"
-    r"(?!(?:sha256|sha384|sha512|blake3):)(?P<host>[\w.-]+|\[[0-9A-Fa-f:.]+\])(?=[:/\s'\")]|$)"
+    r"(?!(?:sha256|sha384|sha512|blake3):)(?P<host>[\w.-]+|\[[0-9A-Fa-f:.]+\])(?=[:/\s'\"),;\]>]|$)"
 )
 _AUTH_HEADER = re.compile(
     r"(?i)(?P<head>authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token)\s+)[^\s\"']+"
@@ -104,13 +104,22 @@ def forget_all() -> None:
     _longest_first = ()
 
 
-def url_secrets(text: str) -> list[str]:
+# A path segment that is a credential, not a name: private indexes put the token in the path
+# (`https://host/<TOKEN>/org/repo/simple/`). Long, and letters mixed with digits.
+_PATH_TOKEN = re.compile(r"^(?=[^/]*[A-Za-z])(?=[^/]*[0-9])[A-Za-z0-9_-]{16,}$")
+
+
+def url_secrets(text: str, *, paths: bool = False) -> list[str]:
     """The credentials in the URLs of `text`: each userinfo, its password (raw, decoded and
-    encoded) and each token-like query value."""
+    encoded), each token-like query value and, with `paths` (for URLs the user configured),
+    each token-like path segment."""
     found: list[str] = []
     for match in _URL.finditer(text):
         rest = match.group(0).partition("://")[2]
         authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        if paths:
+            path = rest[len(authority) :].split("?")[0].split("#")[0]
+            found += [seg for seg in path.split("/") if _PATH_TOKEN.match(seg)]
         if "@" in authority:
             userinfo = authority.rpartition("@")[0]
             password = userinfo.partition(":")[2]
@@ -123,8 +132,8 @@ def url_secrets(text: str) -> list[str]:
     return found
 
 
-def remember_urls(text: str) -> None:
-    remember(*url_secrets(text))
+def remember_urls(text: str, *, paths: bool = False) -> None:
+    remember(*url_secrets(text, paths=paths))
 
 
 def remember_file(path: Path) -> None:
@@ -146,7 +155,7 @@ def remember_environment(environ: Mapping[str, str] | None = None) -> None:
         if _SECRET_ENV.search(name) and not value.startswith(("/", "./", "~")):
             remember(value)
         if "://" in value:
-            remember_urls(value)
+            remember_urls(value, paths=True)
 
 
 def remember_pip_config(environ: Mapping[str, str] | None = None) -> None:
@@ -160,7 +169,7 @@ def remember_pip_config(environ: Mapping[str, str] | None = None) -> None:
         return
     for value in settings.values():
         if "://" in value:
-            remember_urls(value)
+            remember_urls(value, paths=True)
 
 
 class RedactingStream(io.TextIOBase):

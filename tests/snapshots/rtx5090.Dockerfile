@@ -195,7 +195,7 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     && prune vllm-flashmla "vllm/_flashmla_C.abi3.so" "vllm/_flashmla_C.abi3.so" "vllm/_flashmla_extension_C.abi3.so" "vllm/_flashmla_extension_C.abi3.so" \
     && prune vllm-fa4-cute "vllm/vllm_flash_attn/cute" "vllm/vllm_flash_attn/cute" \
     && prune triton-ptxas-pre-sm100 "triton/backends/nvidia/bin/ptxas" "triton/backends/nvidia/bin/ptxas" \
-    && prune cuda-bindings-cython-sources "cuda" "cuda/*.cpp" \
+    && prune cuda-bindings-cython-sources "cuda/bindings" "cuda/bindings/*.cpp" \
     && prune triton-cupti-static-archives "triton/backends/nvidia/lib/cupti" "triton/backends/nvidia/lib/cupti/*.a" \
     && /opt/venv/bin/pip check \
     && /opt/venv/bin/pip uninstall -y -q pip \

@@ -16,6 +16,7 @@ sat out: the answer goes back to the client at once, and its error says how long
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,31 @@ class Failure(Exception):
         self.message = message
         self.retryable = retryable
         self.connect = connect  # no connection at all: retried twice at most
+
+
+def _within(deadline: Deadline, call):
+    """`call()`, abandoned at the deadline: requests' timeouts are per socket operation, so a
+    name lookup, a connect or a status line sent a byte at a time could outlast any deadline.
+    The abandoned call goes on in a daemon thread until its own socket timeout ends it."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline.remaining()))
+    if worker.is_alive():
+        raise Failure(
+            f"{deadline.what} did not finish in {deadline.seconds:.0f} s (the server stalls or"
+            " sends too slowly); try again later"
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 class Deadline:
@@ -225,19 +251,23 @@ class Client:
         params: Mapping[str, str] | None,
         max_bytes: int,
     ) -> Answer:
-        host = urlsplit(url).netloc
+        parts = urlsplit(url)
+        host = f"{parts.hostname}:{parts.port}" if parts.port else (parts.hostname or "the server")
         remaining = max(0.01, deadline.remaining())
         try:
-            response = self.session.request(
-                method,
-                url,
-                headers=headers,
-                params=params,
-                stream=True,
-                allow_redirects=False,
-                timeout=(
-                    min(self.connect_timeout_s, remaining),
-                    min(self.read_timeout_s, remaining),
+            response = _within(
+                deadline,
+                lambda: self.session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    params=params,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(
+                        min(self.connect_timeout_s, remaining),
+                        min(self.read_timeout_s, remaining),
+                    ),
                 ),
             )
         except requests.ReadTimeout:
