@@ -289,3 +289,12 @@ def test_entry_is_frozen_data():
     entry = prune.packaged()[0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         entry.name = "other"  # type: ignore[misc]
+
+
+def test_an_entry_that_pruned_nothing_is_named():
+    """An upgrade that renames a pruned file leaves the build green but bigger: verify warns."""
+    from vllm_forge.verify import expect
+
+    record = {"flashinfer-cubins-sm100": 1104639896, "vllm-fa3-sm90": 0}
+    assert expect.prune_matched_nothing(record) == ["vllm-fa3-sm90"]
+    assert expect.prune_matched_nothing({"x": 1}) == []

@@ -190,6 +190,11 @@ def prune_record_problems(expected: list[str], record: dict[str, int]) -> list[s
     ]
 
 
+def prune_matched_nothing(record: dict[str, int]) -> list[str]:
+    """Selected entries whose paths removed no bytes: the wheels moved under prune.toml."""
+    return sorted(name for name, removed in record.items() if removed == 0)
+
+
 def prune_probe_problems(
     pruned: Sequence[Entry], targets: Sequence[tuple[int, int]], found: dict
 ) -> list[str]:
