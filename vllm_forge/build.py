@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .base import ensure_bases
 from .buildsecrets import build_secrets
+from .clean import remove_dead_runs_secrets
 from .engines import BuildRequest, Engine
 from .errors import BuildError, ForgeError, Stopped, signal_name
 from .jobs import JobPlan
@@ -201,6 +202,9 @@ def build_image(
     extra_secrets: dict[str, Path] | None = None,
     echo=print,
 ) -> BuildSummary:
+    # What a run killed outright (SIGKILL) left: its secrets dir (memory-backed) and podman's
+    # working containers, which keep copies of the secret files on disk. Gone before we start.
+    remove_dead_runs_secrets(engine, log=echo)
     ensure_bases(engine, pins, project.base_work, log=echo)
     context = project.context(pins.profile)
     dockerfile = write_context(pins, project)
