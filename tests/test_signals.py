@@ -243,27 +243,33 @@ def rig(request, tmp_path_factory):
     engine.remove_image(rig.tag)
 
 
+def start_held_build(rig, **popen) -> tuple[subprocess.Popen, str, str]:
+    """A real build through the CLI whose RUN step holds (a unique `sleep`) until stopped."""
+    nonce, seconds = uuid.uuid4().hex, unique_seconds()
+    rig.hold.write_text(seconds + "\n")
+    rig.log.unlink(missing_ok=True)
+    argv = tinybuild.argv("hold", nonce, *rig.cli_args())
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, **popen), nonce, seconds
+
+
+def wait_until_holding(rig, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while "vllm-forge-test: holding" not in (rig.log.read_text() if rig.log.exists() else ""):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "vllm-forge ended"
+        assert time.monotonic() < deadline, "the build's RUN step did not start in 120 s"
+        time.sleep(0.1)
+
+
 @pytest.mark.engine
 @pytest.mark.parametrize("signum", SIGNALS, ids=NAMES)
 def test_a_signal_stops_the_build_removes_its_secrets_keeps_the_tag_and_the_cache(rig, signum):
     engine = rig.engine
     before = engine.image_id(rig.tag)
-    nonce, seconds = uuid.uuid4().hex, unique_seconds()
-    rig.hold.write_text(seconds + "\n")
-    rig.log.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        tinybuild.argv("hold", nonce, *rig.cli_args()),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_stop_signals,
+    proc, nonce, seconds = start_held_build(
+        rig, stderr=subprocess.PIPE, text=True, preexec_fn=default_stop_signals
     )
     try:
-        deadline = time.monotonic() + 120
-        while "vllm-forge-test: holding" not in (rig.log.read_text() if rig.log.exists() else ""):
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "the build's RUN step did not start in 120 s"
-            time.sleep(0.1)
+        wait_until_holding(rig, proc)
         assert pids_running(f"sleep {seconds}"), "the RUN step is not running"
         (secrets_dir,) = secrets_dirs_of(proc.pid)
         started = time.monotonic()
@@ -304,19 +310,9 @@ def test_after_a_sigkill_the_client_dies_too_and_clean_removes_what_is_left(rig)
     the secrets stay in storage, until `clean` removes them as a dead run's."""
     engine = rig.engine
     before = engine.image_id(rig.tag)
-    nonce, seconds = uuid.uuid4().hex, unique_seconds()
-    rig.hold.write_text(seconds + "\n")
-    rig.log.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        tinybuild.argv("hold", nonce, *rig.cli_args()),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, _nonce, seconds = start_held_build(rig, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while "vllm-forge-test: holding" not in (rig.log.read_text() if rig.log.exists() else ""):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until_holding(rig, proc)
         (secrets_dir,) = secrets_dirs_of(proc.pid)
     finally:
         proc.kill()
