@@ -343,3 +343,17 @@ def test_pip_failure_to_reach_the_index_is_named_unreachable(tmp_path, monkeypat
         pip_install_target(["nvidia-cuda-cuobjdump==13.2.51"], target)
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []  # no half-installed directory left behind
+
+
+@pytest.mark.network
+def test_probe_built_twice_is_the_same_file(cuda_home, tmp_path):
+    """nvcc names its temporary host source after its PID; none of that may reach the binary.
+
+    CI's podman repro once failed on exactly this: two cold builds, kernel-probe differing in the
+    FILE symbol `tmpxft_<pid>_00000000-6_probe_kernel.cudafe1.cpp`. Two makes here run under
+    different PIDs, so the test fails the same way if the Makefile stops stripping it.
+    """
+    first = _make_probe(cuda_home, "12.0", tmp_path / "a").read_bytes()
+    second = _make_probe(cuda_home, "12.0", tmp_path / "b").read_bytes()
+    assert b"tmpxft_" not in first
+    assert first == second
