@@ -145,7 +145,10 @@ def test_write_context_holds_everything_the_dockerfile_copies(doc, tmp_path):
     dockerfile = render.write_context(pins.resolve(doc, "rtx5090"), project)
     context = project.context("rtx5090")
     assert dockerfile.parent == context and context.is_relative_to(tmp_path)
-    for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile.read_text(), flags=re.M):
+    text = dockerfile.read_text()
+    for source in re.findall(r"^COPY (?!--from)(\S+)", text, flags=re.M):
+        assert (context / source).exists(), source
+    for source in re.findall(r"--mount=type=bind,source=([^,\s]+)", text):
         assert (context / source).exists(), source
     assert not list(context.rglob("*.tmp"))
 
@@ -179,3 +182,81 @@ def test_write_context_refuses_a_lock_whose_torch_is_another_cuda(doc, tmp_path,
     ):
         render.write_context(pins.resolve(doc, "debian-pypi"), project)
     assert not project.build.exists()
+
+
+# --- the stage graph: what BuildKit may run at the same time ----------------------------------
+
+
+def stage_graph(text: str) -> tuple[dict[str, set[str]], dict[str, list[str]]]:
+    """{stage: stages it needs (FROM, COPY --from, RUN --mount from=)}, {stage: its RUN steps}."""
+    needs: dict[str, set[str]] = {}
+    runs: dict[str, list[str]] = {}
+    stage = ""
+    # One instruction per logical line: join the backslash continuations first.
+    for line in re.sub(r"\\\n", " ", text).splitlines():
+        if match := re.match(r"FROM (\S+) AS (\S+)$", line):
+            stage = match[2]
+            needs[stage] = {match[1]} & needs.keys()
+            runs[stage] = []
+        elif line.startswith(("COPY ", "RUN ")):
+            needs[stage] |= set(re.findall(r"(?:--from=|,from=)([\w.-]+)", line))
+            if line.startswith("RUN "):
+                runs[stage].append(line)
+    return needs, runs
+
+
+def ancestors(needs: dict[str, set[str]], stage: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(needs[stage])
+    while todo:
+        if (name := todo.pop()) not in seen:
+            seen.add(name)
+            todo.extend(needs.get(name, ()))
+    return seen
+
+
+def test_stage_graph_reads_from_copy_and_mount_edges():
+    needs, runs = stage_graph(
+        "FROM img AS a\nRUN x\nFROM a AS b\nFROM img AS c\n"
+        "RUN --mount=type=bind,from=b,source=/w,target=/w \\\n    make\nCOPY --from=a /x /x\n"
+    )
+    assert needs == {"a": set(), "b": {"a"}, "c": {"b", "a"}}
+    assert ancestors(needs, "c") == {"a", "b"} and runs["c"][0].endswith("make")
+
+
+@pytest.mark.parametrize("flashinfer", ["source", "none"])
+def test_compile_stages_never_run_at_the_same_time(doc, flashinfer):
+    """vLLM's and FlashInfer's compiles each take MAX_JOBS jobs sized to the machine's memory:
+    if BuildKit could run both at once (both stages are FROM torch) the sizing would be halved
+    by surprise, the classic OOM kill. Every two compile steps must be ordered by the graph.
+    The kernel probe is left out: two source files, one device compile at most."""
+    text = rendered(doc, "rtx5090", flashinfer={"jit_cache": flashinfer})
+    needs, runs = stage_graph(text)
+    compiles = [
+        stage
+        for stage, steps in runs.items()
+        if stage != "kernel-probe" and any("$MAX_JOBS" in step for step in steps)
+    ]
+    expected = ["vllm-build", "flashinfer-jit-cache"] if flashinfer == "source" else ["vllm-build"]
+    assert compiles == expected
+    for i, first in enumerate(compiles):
+        for second in compiles[i + 1 :]:
+            assert first in ancestors(needs, second) or second in ancestors(needs, first), (
+                f"{first} and {second} compile with MAX_JOBS each and may run in parallel"
+            )
+
+
+def test_the_vllm_build_names_its_cuda_so_the_version_has_no_local_suffix(doc):
+    """vLLM's setup.py appends `+cu128` unless VLLM_MAIN_CUDA_VERSION is nvcc's CUDA."""
+    text = rendered(doc, "rtx5090")
+    build = text.split(" AS vllm-build\n", 1)[1].split("\nFROM ", 1)[0]
+    assert "VLLM_MAIN_CUDA_VERSION=12.8 " in build
+
+
+def test_runtime_sets_flashinfer_arches_and_a_shared_driver_cache(doc):
+    runtime = rendered(doc, "rtx5090").split(" AS runtime\n", 1)[1]
+    assert 'FLASHINFER_CUDA_ARCH_LIST="12.0a"' in runtime
+    assert f"CUDA_CACHE_PATH={render.CUDA_CACHE_PATH}" in runtime
+    assert f"CUDA_CACHE_MAXSIZE={4 * 1024**3}" in runtime
+    assert f"chmod 1777 {render.CUDA_CACHE_PATH}" in runtime
+    assert "sh /run/create_user.sh vllm 1000" in runtime and "useradd" not in runtime

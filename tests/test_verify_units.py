@@ -408,3 +408,18 @@ def test_the_in_image_scripts_compile():
     for name in ("PRUNE_PROBE", "REQUIREMENTS"):
         compile(getattr(scripts, name), name, "exec")
     assert "libcuda.so.1" in scripts.STUB_LIBCUDA
+
+
+@pytest.mark.parametrize(
+    ("found", "ok"),
+    [
+        ("0.19.1", True),  # built with VLLM_MAIN_CUDA_VERSION = nvcc's CUDA, or the index wheel
+        ("0.19.1+cu128", True),  # setup.py's suffix when they differ: the same release
+        ("0.19.2", False),
+        ("0.19.1rc1", False),
+        ("", False),  # `vllm --version` printed nothing
+        ("Traceback (most recent call last):", False),
+    ],
+)
+def test_vllm_version_compares_the_public_version(found, ok):
+    assert expect.same_version(found, "0.19.1") is ok

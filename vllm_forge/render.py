@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     import jinja2
 
 TEMPLATE = "Dockerfile.j2"
+# The driver's cache of PTX it JIT-compiled, in the runtime image: writable by any user, and the
+# largest size the driver accepts (4 GiB; its default is 256 MiB).
+CUDA_CACHE_PATH = "/var/cache/vllm-forge/cuda"
+CUDA_CACHE_MAX_SIZE = 4 * 1024**3
 
 
 def template_context(pins: Pins) -> dict:
@@ -67,6 +71,8 @@ def template_context(pins: Pins) -> dict:
         "prune_record": prune.RECORD,
         "prune_record_dir": prune.RECORD.rpartition("/")[0],
         "source_date_epoch": pins.source_date_epoch,
+        "cuda_cache_path": CUDA_CACHE_PATH,
+        "cuda_cache_max_size": CUDA_CACHE_MAX_SIZE,
     }
 
 

@@ -37,6 +37,9 @@ ENV CUDA_HOME=/usr/local/cuda \
 # kernel on every visible GPU and says whether this image has a kernel for it.
 ###############################################################################################
 FROM toolchain AS kernel-probe
+# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
+# memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
+# out of memory.
 ARG MAX_JOBS=1
 ARG NVCC_THREADS=1
 COPY probe/ /src/kernel-probe/
@@ -112,8 +115,10 @@ RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi-runtime,target=/var/cache/a
     && apt-get install -y --no-install-recommends \
         python3.11 python3.11-venv python3.11-dev gcc libc6-dev ca-certificates \
     && rm -rf /var/log/apt /var/log/dpkg.log /var/log/alternatives.log \
-        /var/cache/ldconfig/aux-cache /var/lib/dpkg/*-old /var/cache/debconf/*-old \
-    && useradd --create-home --uid 1000 --user-group vllm
+        /var/cache/ldconfig/aux-cache /var/lib/dpkg/*-old /var/cache/debconf/*-old
+RUN --mount=type=bind,source=scripts/create_user.sh,target=/run/create_user.sh \
+    sh /run/create_user.sh vllm 1000 \
+    && mkdir -p /var/cache/vllm-forge/cuda && chmod 1777 /var/cache/vllm-forge/cuda
 # No interpreter in this stage writes bytecode on its own: .pth files import modules at every
 # start-up, and those .pyc files would be timestamp-based, i.e. carry this build's clock.
 # Every .pyc in the image comes from the one compileall below, hash-based, forced.
@@ -152,10 +157,19 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     && /opt/venv/bin/python -W ignore -m compileall -q -f -j 0 --invalidation-mode unchecked-hash \
         /opt/venv/lib
 COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
+# FLASHINFER_CUDA_ARCH_LIST: the arches FlashInfer builds for when it JIT-compiles (explicit, so
+# FlashInfer >= 0.6.8 does not refuse SM12x next to an nvcc older than 12.9).
+# CUDA_CACHE_*: the driver JIT-compiles the PTX-only kernels (FlashAttention 2, the fp16/bf16
+# Marlin kernels: `8.0+PTX` upstream, even for a 12.0 list) at their first use; its cache
+# (256 MiB in ~/.nv by default) goes to a directory any user can write, up to 4 GiB. Mount a
+# volume there to keep that work across containers.
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    FLASHINFER_CUDA_ARCH_LIST="12.0a" \
+    CUDA_CACHE_PATH=/var/cache/vllm-forge/cuda \
+    CUDA_CACHE_MAXSIZE=4294967296
 LABEL io.github.vllm-forge.base.devel="localhost/vllm-forge/debian:bookworm" \
       io.github.vllm-forge.base.runtime="localhost/vllm-forge/debian:bookworm" \
       io.github.vllm-forge.cuda="12.8" \

@@ -31,6 +31,9 @@ ENV CUDA_HOME=/usr/local/cuda \
 # kernel on every visible GPU and says whether this image has a kernel for it.
 ###############################################################################################
 FROM toolchain AS kernel-probe
+# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
+# memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
+# out of memory.
 ARG MAX_JOBS=1
 ARG NVCC_THREADS=1
 COPY probe/ /src/kernel-probe/
@@ -78,10 +81,16 @@ RUN --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
 # vllm-build: vLLM compiled for TORCH_CUDA_ARCH_LIST=12.0, wheels in /wheels
 ###############################################################################################
 FROM vllm-source AS vllm-build
+# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
+# memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
+# out of memory.
 ARG MAX_JOBS=1
 ARG NVCC_THREADS=1
+# VLLM_MAIN_CUDA_VERSION: vLLM's setup.py appends `+cu128` to the version when nvcc's CUDA is not
+# this (its default is 12.9); the image's vLLM is then `0.19.1+cu128`, not the pinned version.
 ENV TORCH_CUDA_ARCH_LIST="12.0" \
     VLLM_TARGET_DEVICE=cuda \
+    VLLM_MAIN_CUDA_VERSION=12.8 \
     CMAKE_BUILD_TYPE=Release \
     SETUPTOOLS_SCM_PRETEND_VERSION=0.19.1
 WORKDIR /src/vllm
@@ -104,15 +113,24 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
 # (CUDA 12.8's nvcc cannot JIT them for SM12x at run time)
 ###############################################################################################
 FROM torch AS flashinfer-jit-cache
+# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
+# memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
+# out of memory.
 ARG MAX_JOBS=1
-RUN git init -q /src/flashinfer \
+RUN --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    export GIT_SSL_CAINFO=/run/secrets/pip-ca \
+    && git init -q /src/flashinfer \
     && git -C /src/flashinfer fetch -q --depth 1 "https://github.com/flashinfer-ai/flashinfer.git" 70b142b75b46aa56e7f675a8e6ec1a977352c91f \
     && git -C /src/flashinfer checkout -q FETCH_HEAD \
     && git -C /src/flashinfer submodule update -q --init --recursive --depth 1
+# The bind mount of vllm-build's wheels is the order: this compile starts only once vLLM's has
+# ended, so the two never hold MAX_JOBS compiles each at the same time (BuildKit would otherwise
+# run the two stages in parallel, both FROM torch).
 RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
     --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
+    --mount=type=bind,from=vllm-build,source=/wheels,target=/run/after-vllm-build \
     pip install build \
     && cd /src/flashinfer/flashinfer-jit-cache \
     && FLASHINFER_CUDA_ARCH_LIST="12.0a" MAX_JOBS="$MAX_JOBS" \
@@ -163,8 +181,10 @@ RUN --mount=type=cache,id=vllm-forge-apt-rtx5090-runtime,target=/var/cache/apt,s
     && apt-get install -y --no-install-recommends \
         python3.12 python3.12-venv python3.12-dev gcc libc6-dev ca-certificates \
     && rm -rf /var/log/apt /var/log/dpkg.log /var/log/alternatives.log \
-        /var/cache/ldconfig/aux-cache /var/lib/dpkg/*-old /var/cache/debconf/*-old \
-    && useradd --create-home --uid 1000 --user-group vllm
+        /var/cache/ldconfig/aux-cache /var/lib/dpkg/*-old /var/cache/debconf/*-old
+RUN --mount=type=bind,source=scripts/create_user.sh,target=/run/create_user.sh \
+    sh /run/create_user.sh vllm 1000 \
+    && mkdir -p /var/cache/vllm-forge/cuda && chmod 1777 /var/cache/vllm-forge/cuda
 # No interpreter in this stage writes bytecode on its own: .pth files import modules at every
 # start-up, and those .pyc files would be timestamp-based, i.e. carry this build's clock.
 # Every .pyc in the image comes from the one compileall below, hash-based, forced.
@@ -203,10 +223,19 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     && /opt/venv/bin/python -W ignore -m compileall -q -f -j 0 --invalidation-mode unchecked-hash \
         /opt/venv/lib
 COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
+# FLASHINFER_CUDA_ARCH_LIST: the arches FlashInfer builds for when it JIT-compiles (explicit, so
+# FlashInfer >= 0.6.8 does not refuse SM12x next to an nvcc older than 12.9).
+# CUDA_CACHE_*: the driver JIT-compiles the PTX-only kernels (FlashAttention 2, the fp16/bf16
+# Marlin kernels: `8.0+PTX` upstream, even for a 12.0 list) at their first use; its cache
+# (256 MiB in ~/.nv by default) goes to a directory any user can write, up to 4 GiB. Mount a
+# volume there to keep that work across containers.
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    FLASHINFER_CUDA_ARCH_LIST="12.0a" \
+    CUDA_CACHE_PATH=/var/cache/vllm-forge/cuda \
+    CUDA_CACHE_MAXSIZE=4294967296
 LABEL io.github.vllm-forge.base.devel="nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:4b9ed5fa8361736996499f64ecebf25d4ec37ff56e4d11323ccde10aa36e0c43" \
       io.github.vllm-forge.base.runtime="nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2" \
       io.github.vllm-forge.cuda="12.8" \

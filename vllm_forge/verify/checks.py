@@ -510,7 +510,7 @@ def test_metadata_vllm_version(cfg, infra, record_property):
     text = result.stdout.strip().splitlines()
     found = text[-1] if text else ""
     record_property("vllm --version", found)
-    if result.rc != 0 or found != cfg.pins.vllm.version:
+    if result.rc != 0 or not expect.same_version(found, cfg.pins.vllm.version):
         fail(
             f"expected `vllm --version` to print {cfg.pins.vllm.version} and exit 0, found exit "
             f"{result.rc}: {_output(result)}; {expect.REBUILD}"
@@ -525,11 +525,11 @@ def test_metadata_vllm_serve_help(infra, record_property):
 
 def test_metadata_nonroot_user(box, infra, record_property):
     user = infra.user("vllm")
-    if not user.exists or user.uid != 1000:
-        found = f"uid {user.uid}" if user.exists else "no such user"
+    if not user.exists or (user.uid, user.gid) != (1000, 1000):
+        found = f"uid {user.uid}, gid {user.gid}" if user.exists else "no such user"
         fail(
-            f"expected a non-root user vllm with uid 1000, found {found}; "
-            "add `useradd --uid 1000 vllm` to the runtime stage (run with --user vllm)"
+            f"expected a non-root user vllm with uid and gid 1000, found {found}; the runtime "
+            f"stage runs scripts/create_user.sh vllm 1000; {expect.REBUILD}"
         )
     as_vllm = testinfra.get_host(box.hostspec("vllm"))
     result = _timed(as_vllm, "python -c %s", "import vllm; print(vllm.__version__)")

@@ -62,7 +62,8 @@ def parse_torch_cuda(version_py: str) -> str | None:
 
 
 def same_version(found: str, pinned: str) -> bool:
-    """Equal public versions: torch `2.10.0+cu128` is the pin `2.10.0` (CUDA is checked apart)."""
+    """Equal public versions: torch `2.10.0+cu128` is the pin `2.10.0`, and so is a vLLM built
+    where VLLM_MAIN_CUDA_VERSION did not match nvcc (`0.19.1+cu128`). CUDA is checked apart."""
     try:
         return Version(found).public == Version(pinned).public
     except InvalidVersion:
