@@ -168,7 +168,10 @@ def test_prune_lines_are_read_from_buildkit_and_podman_output():
 @pytest.mark.parametrize("profile", ["debian-pypi", "rtx5090"])
 def test_pruning_runs_in_the_layer_that_installs_the_venv_before_pip_check(profile):
     doc = pins.read_document(ROOT / "versions.toml")
-    text = render.render_dockerfile(pins.resolve(doc, profile), PROJECT.templates)
+    resolved = pins.resolve(doc, profile)
+    text = render.render_dockerfile(
+        resolved, PROJECT.templates, render.source_pins_for(resolved, PROJECT)
+    )
     runtime = text[text.index("AS runtime") :]
     install = runtime.index("pip install --no-deps --no-compile /wheels/*.whl")
     check = runtime.index("/opt/venv/bin/pip check")

@@ -14,6 +14,7 @@ import jinja2
 import pytest
 
 from vllm_forge import pins, render
+from vllm_forge.errors import ConfigError
 from vllm_forge.project import Project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +29,9 @@ def doc() -> dict:
 
 
 def rendered(doc, profile, **overrides) -> str:
+    resolved = pins.resolve(doc, profile, overrides or None)
     return render.render_dockerfile(
-        pins.resolve(doc, profile, overrides or None), PROJECT.templates
+        resolved, PROJECT.templates, render.source_pins_for(resolved, PROJECT)
     )
 
 
@@ -66,8 +68,10 @@ def test_a_rendering_in_a_fresh_interpreter_equals_this_one(doc):
     """Same pins, byte-identical text across processes (no set order, no clock, no hash seed)."""
     script = (
         "import sys; from pathlib import Path; from vllm_forge import pins, render\n"
+        "from vllm_forge.project import Project\n"
         "p = pins.load(Path(sys.argv[1]), 'rtx5090')\n"
-        "sys.stdout.write(render.render_dockerfile(p, Path(sys.argv[2])))\n"
+        "s = render.source_pins_for(p, Project.at(sys.argv[1]))\n"
+        "sys.stdout.write(render.render_dockerfile(p, Path(sys.argv[2]), s))\n"
     )
     other = subprocess.run(
         [sys.executable, "-c", script, str(PROJECT.pins_file), str(PROJECT.templates)],
@@ -81,7 +85,7 @@ def test_strict_undefined_catches_a_missing_value(doc, tmp_path):
         "FROM {{ devel_image }}\nRUN echo {{ no_such_value }}\n"
     )
     with pytest.raises(jinja2.UndefinedError):
-        render.render_dockerfile(pins.resolve(doc), tmp_path)
+        render.render_dockerfile(pins.resolve(doc, "debian-pypi"), tmp_path)
 
 
 def test_rtx5090_is_what_a_vllm_maintainer_expects(doc):
@@ -142,14 +146,24 @@ def test_arch_list_override_reaches_every_compile(doc):
 def test_write_context_holds_everything_the_dockerfile_copies(doc, tmp_path):
     shutil.copy(ROOT / "versions.toml", tmp_path / "versions.toml")
     project = Project.at(tmp_path / "versions.toml")  # build/ goes under tmp_path
-    dockerfile = render.write_context(pins.resolve(doc, "rtx5090"), project)
+    notes = []
+    # The git sources (CUTLASS, ...) cannot be fetched here: render writes the rest and says so;
+    # test_sources.py stages real (local) trees.
+    dockerfile = render.write_context(
+        pins.resolve(doc, "rtx5090"), project, need_sources=False, log=notes.append
+    )
     context = project.context("rtx5090")
     assert dockerfile.parent == context and context.is_relative_to(tmp_path)
     text = dockerfile.read_text()
-    for source in re.findall(r"^COPY (?!--from)(\S+)", text, flags=re.M):
+    copied = re.findall(r"^COPY (?!--from)(\S+)", text, flags=re.M)
+    mounted = re.findall(r"--mount=type=bind,source=([^,\s]+)", text)
+    git_sources = [s for s in copied + mounted if s.startswith("sources/")]
+    assert len(git_sources) == 6  # five of vLLM's, FlashInfer's
+    for source in set(copied + mounted) - set(git_sources):
         assert (context / source).exists(), source
-    for source in re.findall(r"--mount=type=bind,source=([^,\s]+)", text):
-        assert (context / source).exists(), source
+    assert len(notes) == 1 and "vllm-forge sources --profile rtx5090" in notes[0]
+    with pytest.raises(ConfigError, match="is not in"):
+        render.write_context(pins.resolve(doc, "rtx5090"), project)
     assert not list(context.rglob("*.tmp"))
 
 

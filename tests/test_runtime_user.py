@@ -28,7 +28,10 @@ UBUNTU_USER = "RUN groupadd --gid 1000 ubuntu && useradd --create-home --uid 100
 def user_step() -> str:
     """The runtime stage's RUN step that makes the vllm user, as the rtx5090 profile renders it."""
     project = Project.at(ROOT / "versions.toml")
-    text = render.render_dockerfile(pins.load(project.pins_file, "rtx5090"), project.templates)
+    resolved = pins.load(project.pins_file, "rtx5090")
+    text = render.render_dockerfile(
+        resolved, project.templates, render.source_pins_for(resolved, project)
+    )
     runtime = text.split(" AS runtime\n", 1)[1]
     lines = runtime.splitlines()
     (start,) = [

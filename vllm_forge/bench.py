@@ -19,14 +19,15 @@ from .jobs import JobPlan
 from .pins import Pins
 from .project import Project
 from .prune import describe_pruned
-from .render import render_dockerfile
+from .render import render_dockerfile, source_pins_for
 
 
 def run_bench(engine: Engine, pins: Pins, *, project: Project, jobs: JobPlan, echo=print) -> dict:
     quiet = lambda _line: None  # noqa: E731 - the build logs still go to build/logs
     start = time.perf_counter()
+    source_pins = source_pins_for(pins, project)
     for _ in range(100):
-        render_dockerfile(pins, project.templates)
+        render_dockerfile(pins, project.templates, source_pins)
     results: dict = {"render_ms": (time.perf_counter() - start) * 10}
     probe_tag = f"localhost/vllm-forge-bench:{pins.profile}-probe"
     # Two compiles the layer cache cannot answer (MAX_JOBS values no build used before), not

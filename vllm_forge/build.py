@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import sources
 from .base import ensure_bases
 from .buildsecrets import build_secrets
 from .clean import remove_dead_runs_secrets
@@ -22,7 +23,7 @@ from .pins import Pins
 from .project import Project
 from .prune import describe_pruned
 from .redact import redact, remember_file, write_text
-from .render import write_context
+from .render import source_pins_for, write_context
 
 CCACHE_LINE = re.compile(r"vllm-forge-ccache (?P<what>\S+) (?P<key>\w+)\s+(?P<value>\d+)")
 
@@ -206,6 +207,9 @@ def build_image(
     # working containers, which keep copies of the secret files on disk. Gone before we start.
     remove_dead_runs_secrets(engine, log=echo)
     ensure_bases(engine, pins, project.base_work, log=echo)
+    # vLLM's and FlashInfer's git sources, verified in the host's cache (fetched once).
+    if (source_pins := source_pins_for(pins, project)) is not None:
+        sources.fill(source_pins, project, ca_bundle=ca_bundle, log=echo)
     context = project.context(pins.profile)
     dockerfile = write_context(pins, project)
     project.logs.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import base, bench, build, bump, clean, engines, hostsetup, jobs, lock, pins, render, repro
+from . import (
+    base,
+    bench,
+    build,
+    bump,
+    clean,
+    engines,
+    hostsetup,
+    jobs,
+    lock,
+    pins,
+    render,
+    repro,
+    sources,
+)
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
 from .errors import ConfigError, ForgeError, VerifyError
 from .project import Project
@@ -119,6 +133,34 @@ def parser() -> argparse.ArgumentParser:
         default=Path("build/.cache"),
         help="where cuobjdump is installed from the index (default: build/.cache)",
     )
+    sources_cmd = add(
+        "sources",
+        "fetch vLLM's and FlashInfer's pinned git sources into the cache, verified by commit",
+        [project],
+    )
+    sources_cmd.add_argument("--lock-dir", help="where the source pins live (as for `lock`)")
+    sources_cmd.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        metavar="DIR",
+        help="fill the cache from an --export folder, with no network",
+    )
+    sources_cmd.add_argument(
+        "--export", type=Path, metavar="DIR", help="write what an offline site needs to DIR"
+    )
+    sources_cmd.add_argument(
+        "--regenerate",
+        action="store_true",
+        help="re-read the pins from the vLLM source's CMake (needs GitHub and the index)",
+    )
+    sources_cmd.add_argument(
+        "--vllm-source",
+        type=Path,
+        metavar="PATH",
+        help="with --regenerate: a vLLM sdist or source tree (default: the pinned sdist)",
+    )
+    sources_cmd.add_argument("--ca-bundle", help="CA bundle git trusts (default: pip's cert)")
     clean_cmd = add("clean", "remove project images; bound build caches", [])
     clean_cmd.add_argument("--engine", choices=engines.ENGINE_NAMES, action="append")
     clean_cmd.add_argument("--keep-cache-gb", type=float, default=8.0)
@@ -257,7 +299,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     opts = _announce(args)
-    print(f"rendered {render.write_context(opts.pins, opts.project)}")
+    print(f"rendered {render.write_context(opts.pins, opts.project, need_sources=False)}")
     return 0
 
 
@@ -319,6 +361,19 @@ def cmd_bump(args: argparse.Namespace) -> int:
     return bump.run(project_of(args), args)
 
 
+def cmd_sources(args: argparse.Namespace) -> int:
+    project = project_of(args)
+    return sources.run(
+        pins.load(project.pins_file, args.profile),
+        project,
+        from_dir=args.from_dir,
+        export_dir=args.export,
+        regenerate_pins=args.regenerate,
+        vllm_source=args.vllm_source,
+        ca_bundle=args.ca_bundle,
+    )
+
+
 def cmd_archcheck(args: argparse.Namespace) -> int:
     required = archcheck.required_targets(args.arch_list)
     files: list[Path] = []
@@ -352,6 +407,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "verify": cmd_verify,
     "bump": cmd_bump,
     "archcheck": cmd_archcheck,
+    "sources": cmd_sources,
 }
 
 

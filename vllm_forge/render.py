@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import lock, prune
+from . import lock, prune, sources
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
 from .errors import ConfigError
 from .pins import Pins, check_lock_cuda
@@ -22,12 +22,12 @@ CUDA_CACHE_PATH = "/var/cache/vllm-forge/cuda"
 CUDA_CACHE_MAX_SIZE = 4 * 1024**3
 
 
-def template_context(pins: Pins) -> dict:
+def template_context(pins: Pins, source_pins: sources.SourcePins | None = None) -> dict:
     """Every value the template needs, as plain strings, lists and flags."""
     python = f"python{pins.python_version}"
-    needs_git = pins.vllm.source == "git" or (
-        pins.compiles_vllm and pins.flashinfer.jit_cache == "source"
-    )
+    # vLLM's and FlashInfer's git dependencies come from the host's source cache; only a vLLM
+    # pinned by git revision is fetched in the build.
+    needs_git = pins.vllm.source == "git"
     toolchain = [python, f"{python}-venv", f"{python}-dev", "build-essential", "ccache", "make"]
     toolchain += ["ca-certificates"] + (["git"] if needs_git else [])
     return {
@@ -61,7 +61,6 @@ def template_context(pins: Pins) -> dict:
         "vllm_git_url": pins.vllm.git_url,
         "vllm_revision": pins.vllm.revision,
         "flashinfer_jit_cache": pins.flashinfer.jit_cache == "source",
-        "flashinfer_git_url": pins.flashinfer.git_url,
         "flashinfer_revision": pins.flashinfer.revision,
         "flashinfer_arch_list": format_arch_list(pins.flashinfer.cuda_arch_list, sep=" "),
         "labels": sorted(pins.labels().items()),
@@ -73,6 +72,7 @@ def template_context(pins: Pins) -> dict:
         "source_date_epoch": pins.source_date_epoch,
         "cuda_cache_path": CUDA_CACHE_PATH,
         "cuda_cache_max_size": CUDA_CACHE_MAX_SIZE,
+        **sources.template_values(source_pins),
     }
 
 
@@ -101,18 +101,30 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
     )
 
 
-def render_dockerfile(pins: Pins, templates_dir: Path) -> str:
-    """Pins in, Dockerfile text out: same pins, byte-identical text."""
+def source_pins_for(pins: Pins, project: Project) -> sources.SourcePins | None:
+    """The git sources a profile's compile stages mount (None: it compiles nothing)."""
+    return sources.load_for(pins, project) if pins.compiles_vllm else None
+
+
+def render_dockerfile(
+    pins: Pins, templates_dir: Path, source_pins: sources.SourcePins | None = None
+) -> str:
+    """Pins (and, for a profile that compiles, its source pins) in, Dockerfile text out: same
+    pins, byte-identical text."""
+    if pins.compiles_vllm and source_pins is None:
+        raise ConfigError(f"profile {pins.profile} compiles vLLM: rendering needs its source pins")
     template = _environment(templates_dir).get_template(TEMPLATE)
-    return template.render(**template_context(pins))
+    return template.render(**template_context(pins, source_pins))
 
 
-def write_context(pins: Pins, project: Project) -> Path:
+def write_context(pins: Pins, project: Project, *, need_sources: bool = True, log=print) -> Path:
     """Write the Dockerfile and everything it COPYs into the profile's context directory;
-    return the Dockerfile path. Refuses (ConfigError) when the profile's lock is missing or stale.
+    return the Dockerfile path. Refuses (ConfigError) when the profile's lock is missing or stale,
+    or (`need_sources`, as a build does) when a git source it mounts is not in the cache.
     """
     out_dir = project.context(pins.profile)
-    text = render_dockerfile(pins, project.templates)
+    source_pins = source_pins_for(pins, project)
+    text = render_dockerfile(pins, project.templates, source_pins)
     lock_text = lock.read_fresh_lock(pins, project)
     check_lock_cuda(pins, lock_text, f"the lock of profile {pins.profile}")
     parts = lock.split(lock_text, drop_vllm=pins.compiles_vllm)
@@ -125,6 +137,13 @@ def write_context(pins: Pins, project: Project) -> Path:
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    if source_pins is not None:
+        try:
+            sources.stage(source_pins, project, out_dir)
+        except ConfigError as missing:
+            if need_sources:
+                raise
+            log(f"note: the context lacks git sources a build mounts: {missing}")
     dockerfile = out_dir / "Dockerfile"
     tmp = dockerfile.with_suffix(".tmp")
     tmp.write_text(text)

@@ -12,7 +12,7 @@ RUN --mount=type=cache,id=vllm-forge-apt-rtx5090-toolchain,target=/var/cache/apt
     rm -f /etc/apt/apt.conf.d/docker-clean \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
-        python3.12 python3.12-venv python3.12-dev build-essential ccache make ca-certificates git \
+        python3.12 python3.12-venv python3.12-dev build-essential ccache make ca-certificates \
     && rm -rf /var/log/apt /var/log/dpkg.log /var/log/alternatives.log \
         /var/cache/ldconfig/aux-cache /var/lib/dpkg/*-old /var/cache/debconf/*-old
 ENV VIRTUAL_ENV=/opt/venv \
@@ -93,6 +93,18 @@ ENV TORCH_CUDA_ARCH_LIST="12.0" \
     VLLM_MAIN_CUDA_VERSION=12.8 \
     CMAKE_BUILD_TYPE=Release \
     SETUPTOOLS_SCM_PRETEND_VERSION=0.19.1
+# vLLM's git dependencies (CUTLASS, its FlashAttention fork, ...): fetched and verified on the
+# host by commit (`vllm-forge sources`; offline: `--from DIR`), bind-mounted into the compile
+# below, never fetched here. FETCHCONTENT_FULLY_DISCONNECTED makes a dependency nobody pinned
+# fail the build instead of reaching out. VLLM_FORGE_SOURCES names the commits: podman 4.3
+# keys no layer cache on a bind mount's content, so the pins themselves are part of the step.
+ENV VLLM_CUTLASS_SRC_DIR=/src/deps/cutlass \
+    FLASH_MLA_SRC_DIR=/src/deps/flashmla \
+    QUTLASS_SRC_DIR=/src/deps/qutlass \
+    TRITON_KERNELS_SRC_DIR=/src/deps/triton_kernels/python/triton_kernels/triton_kernels \
+    VLLM_FLASH_ATTN_SRC_DIR=/src/deps/vllm-flash-attn \
+    CMAKE_ARGS="-DFETCHCONTENT_FULLY_DISCONNECTED=ON" \
+    VLLM_FORGE_SOURCES="cutlass@f3fde58372d33e9a5650ba7b80fc48b3b49d40c8 flashmla@692917b1cda61b93ac9ee2d846ec54e75afe87b1 qutlass@830d2c4537c7396e14a02a46fbddd18b5d107c65 triton_kernels@7c56a5e40f7fd928dfd5c72902d5def0097db73a vllm-flash-attn@29210221863736a08f71a866459e368ad1ac4a95"
 WORKDIR /src/vllm
 RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
@@ -103,6 +115,11 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
     --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
+    --mount=type=bind,source=sources/cutlass,target=/src/deps/cutlass \
+    --mount=type=bind,source=sources/flashmla,target=/src/deps/flashmla \
+    --mount=type=bind,source=sources/qutlass,target=/src/deps/qutlass \
+    --mount=type=bind,source=sources/triton_kernels,target=/src/deps/triton_kernels \
+    --mount=type=bind,source=sources/vllm-flash-attn,target=/src/deps/vllm-flash-attn \
     ccache --zero-stats >/dev/null \
     && MAX_JOBS="$MAX_JOBS" NVCC_THREADS="$NVCC_THREADS" \
         pip wheel --no-build-isolation --no-deps --wheel-dir /wheels . \
@@ -117,12 +134,9 @@ FROM torch AS flashinfer-jit-cache
 # memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
 # out of memory.
 ARG MAX_JOBS=1
-RUN --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
-    export GIT_SSL_CAINFO=/run/secrets/pip-ca \
-    && git init -q /src/flashinfer \
-    && git -C /src/flashinfer fetch -q --depth 1 "https://github.com/flashinfer-ai/flashinfer.git" 70b142b75b46aa56e7f675a8e6ec1a977352c91f \
-    && git -C /src/flashinfer checkout -q FETCH_HEAD \
-    && git -C /src/flashinfer submodule update -q --init --recursive --depth 1
+# FlashInfer's source with its submodules, from the host's verified source cache (commit
+# 70b142b75b46aa56e7f675a8e6ec1a977352c91f). Copied, not mounted: its build writes into the tree.
+COPY sources/flashinfer/ /src/flashinfer/
 # The bind mount of vllm-build's wheels is the order: this compile starts only once vLLM's has
 # ended, so the two never hold MAX_JOBS compiles each at the same time (BuildKit would otherwise
 # run the two stages in parallel, both FROM torch).
