@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from vllm_forge import cli
+from vllm_forge import cli, sources
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -639,7 +639,24 @@ def write_pins(
     monkeypatch.setenv("PIP_INDEX_URL", index_url)
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
     monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
+    # Re-reading vLLM's CMake pins needs the real sdist and GitHub (tests/test_sources.py does
+    # that against local repositories); here the bump writes source pins with no sources.
+    monkeypatch.setattr(sources, "write_regenerated", _empty_source_pins)
     return path
+
+
+def _empty_source_pins(resolved, project, **_kw) -> Path:
+    vllm, flashinfer = sources.expected_identity(resolved)
+    target = project.lock_dir / sources.pins_file_name(resolved.profile)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
+        sources.format_pins(
+            sources.SourcePins(
+                profile=resolved.profile, vllm=vllm, flashinfer=flashinfer, sources=()
+            )
+        )
+    )
+    return target
 
 
 @pytest.fixture

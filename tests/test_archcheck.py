@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -357,3 +358,46 @@ def test_probe_built_twice_is_the_same_file(cuda_home, tmp_path):
     second = _make_probe(cuda_home, "12.0", tmp_path / "b").read_bytes()
     assert b"tmpxft_" not in first
     assert first == second
+
+
+# --- FlashInfer's compiles through ccache ------------------------------------------------------
+
+NVCC_CCACHE = ROOT / "vllm_forge" / "scripts" / "nvcc_ccache.sh"
+
+
+def _flashinfer_style_compile(nvcc: list[str], source: Path, env: dict) -> None:
+    """One compile as FlashInfer's ninja rule spells it (jit/cpp_ext.py at v0.6.6)."""
+    obj = source.with_suffix(".cuda.o")
+    cmd = [
+        *nvcc, "--generate-dependencies-with-compile", "--dependency-output", f"{obj}.d",
+        "-gencode=arch=compute_120,code=sm_120", "-O3", "-std=c++17",
+        "-c", str(source), "-o", str(obj),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    assert source.name in Path(f"{obj}.d").read_text()  # the dependency file is still written
+
+
+def _ccache_hits(env: dict) -> int:
+    out = subprocess.run(
+        ["ccache", "--print-stats"], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    stats = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+    return int(stats.get("direct_cache_hit", 0)) + int(stats.get("preprocessed_cache_hit", 0))
+
+
+@pytest.mark.network
+@pytest.mark.skipif(shutil.which("ccache") is None, reason="ccache is not installed")
+@pytest.mark.parametrize("through", ["wrapper", "plain ccache"])
+def test_flashinfer_compiles_hit_ccache_only_through_the_wrapper(cuda_home, tmp_path, through):
+    """A rebuild of an unchanged FlashInfer unit is a ccache hit through nvcc_ccache.sh; plain
+    `ccache nvcc` with FlashInfer's long option spellings never is (the wrapper's reason)."""
+    env = {**os.environ, "CCACHE_DIR": str(tmp_path / "ccache"), "CUDA_HOME": str(cuda_home)}
+    env.pop("CCACHE_DISABLE", None)
+    nvcc = [str(NVCC_CCACHE)] if through == "wrapper" else ["ccache", str(cuda_home / "bin/nvcc")]
+    for attempt in ("a", "b"):  # two build trees, same path: a wiped layer rebuilt
+        work = tmp_path / "build"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        (work / "kernel.cu").write_text(TINY_KERNEL)
+        _flashinfer_style_compile(nvcc, work / "kernel.cu", env)
+    assert _ccache_hits(env) == (1 if through == "wrapper" else 0)

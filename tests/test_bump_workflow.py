@@ -36,7 +36,11 @@ def test_an_outdated_profile_gives_a_pr_of_the_pins_and_every_rewritten_lock(pin
     assert bump(path, "--for-pr", str(out)) == 0
     outputs = read_outputs(out)
     assert outputs["outdated"] == "true"
-    assert outputs["paths"] == ["versions.toml", *(f"locks/{p}.txt" for p in sorted(PROFILES))]
+    assert outputs["paths"] == [
+        "versions.toml",
+        *(f"locks/{p}.txt" for p in sorted(PROFILES)),
+        *(f"locks/sources-{p}.toml" for p in sorted(PROFILES)),  # vLLM moved: its CMake pins too
+    ]
     for changed in outputs["paths"]:
         assert (path.parent / changed).is_file()
     body = Path(outputs["body-path"]).read_text()

@@ -1303,23 +1303,50 @@ def run(
     if regenerate_pins:
         if from_dir is not None:
             raise ConfigError("--regenerate asks GitHub; --from is for machines without it")
-        if vllm_source is None:
-            if pins.vllm.source != "sdist":
-                raise ConfigError("--regenerate of a git vLLM source: pass --vllm-source DIR")
-            vllm_source = fetch_sdist(project, pins)
-        fresh = regenerate(pins, vllm_source, project.cache / "sources-git", ca_bundle=ca_bundle)
-        shutil.rmtree(project.cache / "sources-git", ignore_errors=True)
-        target = project.lock_dir / pins_file_name(pins.profile)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(format_pins(fresh))
-        tmp.replace(target)
-        log(f"wrote {target}")
+        write_regenerated(pins, project, vllm_source=vllm_source, ca_bundle=ca_bundle, log=log)
     source_pins = load_for(pins, project)
     fill(source_pins, project, from_dir=from_dir, ca_bundle=ca_bundle, log=log)
     if export_dir is not None:
         log(f"exported to {export(source_pins, project, export_dir, log=log)}")
     return 0
+
+
+def write_regenerated(
+    pins: Pins,
+    project: Project,
+    *,
+    vllm_source: Path | None = None,
+    ca_bundle: str | None = None,
+    log: Log = print,
+) -> Path:
+    """Re-read the profile's source pins from the vLLM source and write them to the lock dir."""
+    if vllm_source is None:
+        if pins.vllm.source != "sdist":
+            raise ConfigError("--regenerate of a git vLLM source: pass --vllm-source DIR")
+        vllm_source = fetch_sdist(project, pins)
+    fresh = regenerate(pins, vllm_source, project.cache / "sources-git", ca_bundle=ca_bundle)
+    shutil.rmtree(project.cache / "sources-git", ignore_errors=True)
+    target = project.lock_dir / pins_file_name(pins.profile)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(format_pins(fresh))
+    tmp.replace(target)
+    log(f"wrote {target}")
+    return target
+
+
+def refresh(project: Project, profiles: dict[str, Pins], *, log: Log = print) -> list[Path]:
+    """The bump's step: regenerate the source pins of every compiling profile whose pins were
+    made for another vLLM or FlashInfer (or are missing). Returns the files written."""
+    written = []
+    for resolved in profiles.values():
+        if not resolved.compiles_vllm:
+            continue
+        try:
+            load_for(resolved, project)
+        except ConfigError:
+            written.append(write_regenerated(resolved, project, log=log))
+    return written
 
 
 def with_urls(pins: SourcePins, rewrite: Callable[[str], str]) -> SourcePins:

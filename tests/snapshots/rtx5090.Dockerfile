@@ -127,7 +127,8 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
 
 ###############################################################################################
 # flashinfer-jit-cache: FlashInfer's kernels compiled ahead of time for 12.0a
-# (CUDA 12.8's nvcc cannot JIT them for SM12x at run time)
+# (~270 modules, ~1,500 nvcc units), so the runtime image needs no nvcc: without them FlashInfer
+# would JIT-compile at first use, and the slim image has no CUDA compiler to do it with.
 ###############################################################################################
 FROM torch AS flashinfer-jit-cache
 # MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
@@ -140,15 +141,23 @@ COPY sources/flashinfer/ /src/flashinfer/
 # The bind mount of vllm-build's wheels is the order: this compile starts only once vLLM's has
 # ended, so the two never hold MAX_JOBS compiles each at the same time (BuildKit would otherwise
 # run the two stages in parallel, both FROM torch).
+# Every nvcc and c++ of its ninja goes through ccache (FLASHINFER_NVCC, CXX: see
+# scripts/nvcc_ccache.sh for why nvcc needs a wrapper), so a rebuild after a change elsewhere
+# compiles nothing; the build tree goes in the same step.
 RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
     --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
     --mount=type=bind,from=vllm-build,source=/wheels,target=/run/after-vllm-build \
+    --mount=type=bind,source=scripts/nvcc_ccache.sh,target=/run/nvcc-ccache \
     pip install build \
+    && ccache --zero-stats >/dev/null \
     && cd /src/flashinfer/flashinfer-jit-cache \
     && FLASHINFER_CUDA_ARCH_LIST="12.0a" MAX_JOBS="$MAX_JOBS" \
-        python -m build --no-isolation --wheel --outdir /wheels .
+        FLASHINFER_NVCC=/run/nvcc-ccache CXX="ccache c++" \
+        python -m build --no-isolation --wheel --outdir /wheels . \
+    && rm -rf /src/flashinfer/build \
+    && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache flashinfer /'
 
 ###############################################################################################
 # builder: every compiled artifact in one image (`nox -s build`)

@@ -29,7 +29,7 @@ from typing import Any
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from .. import lock, pins, pipconfig
+from .. import lock, pins, pipconfig, sources
 from ..errors import ConfigError, ForgeError, IndexError_, OutdatedError
 from ..pins import ImageRef, Pins
 from ..project import Project
@@ -125,6 +125,8 @@ def relock(project: Project) -> None:
     refuse the stale lock, and a pull request of pins without locks fails the lock test."""
     try:
         lock.refresh(project)
+        # vLLM's CMake pins of CUTLASS & co. move with vLLM: re-read them from the new sdist.
+        sources.refresh(project, validate_all(load(project.pins_file)[1].unwrap()))
     except ForgeError as error:
         raise type(error)(
             f"{project.pins_file} is updated but the locks are not ({error.message});"
