@@ -394,7 +394,7 @@ def test_flashinfer_compiles_hit_ccache_only_through_the_wrapper(cuda_home, tmp_
     env = {**os.environ, "CCACHE_DIR": str(tmp_path / "ccache"), "CUDA_HOME": str(cuda_home)}
     env.pop("CCACHE_DISABLE", None)
     nvcc = [str(NVCC_CCACHE)] if through == "wrapper" else ["ccache", str(cuda_home / "bin/nvcc")]
-    for attempt in ("a", "b"):  # two build trees, same path: a wiped layer rebuilt
+    for _build in ("a", "b"):  # two build trees, same path: a wiped layer rebuilt
         work = tmp_path / "build"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
