@@ -25,6 +25,7 @@ from .prune import describe_pruned
 from .redact import redact, remember_file, write_text
 from .render import source_pins_for, write_context
 
+COMPILE_LINE = re.compile(r"vllm-forge-compile (?P<what>\S+) (?P<key>[\w-]+) (?P<rest>.*)$")
 CCACHE_LINE = re.compile(r"vllm-forge-ccache (?P<what>\S+) (?P<key>\w+)\s+(?P<value>\d+)")
 
 
@@ -78,6 +79,33 @@ def parse_ccache(lines: list[str]) -> dict[str, CcacheStats]:
     }
 
 
+def parse_compiles(lines: list[str]) -> dict[str, str]:
+    """{stage: one line} from the `vllm-forge-compile <stage> <key> ...` lines the compile steps
+    print (scripts/compile_admit.py --summary): units, waiting, the heaviest unit, and the units
+    that needed more than compile_memory.toml expects (the table to correct)."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for line in lines:
+        if match := COMPILE_LINE.search(line.rstrip()):
+            found.setdefault(match["what"], {}).setdefault(match["key"], []).append(match["rest"])
+    described = {}
+    for what, keys in found.items():
+        units = int(keys.get("units", ["0"])[0])
+        if not units:
+            continue
+        text = f"{units} units, {int(keys['waited'][0]) // 60} min waiting for memory"
+        if heaviest := keys.get("heaviest"):
+            mib, name = heaviest[0].split(" ", 1)
+            text += f", heaviest {int(mib) / 1024:.1f} GiB ({name})"
+        if over := keys.get("over-estimate"):
+            peak, expected, rule, name = over[0].split(" ", 3)
+            text += (
+                f"; {len(over)} above compile_memory.toml, most {int(peak) / 1024:.1f} > "
+                f"{int(expected) / 1024:.1f} GiB ({rule}: {name})"
+            )
+        described[what] = text
+    return described
+
+
 @dataclass(frozen=True, kw_only=True)
 class BuildSummary:
     image: str
@@ -90,6 +118,7 @@ class BuildSummary:
     max_jobs: int
     ccache: dict[str, CcacheStats] = field(default_factory=dict)
     pruned: dict[str, int] = field(default_factory=dict)  # prune.toml entry -> bytes removed
+    compiles: dict[str, str] = field(default_factory=dict)  # stage -> what its compiles did
     log: str = ""
     replay: str = ""
     report: str = ""
@@ -105,6 +134,8 @@ class BuildSummary:
             lines.append(f"ccache    {what}: {stats.describe()}")
         if not self.ccache:
             lines.append("ccache    no compile ran (every compile step came from the layer cache)")
+        for what, text in sorted(self.compiles.items()):
+            lines.append(f"compiles  {what}: {text}")
         if self.pruned:
             lines.append(f"pruned    {describe_pruned(self.pruned)}")
         lines.append(f"log       {self.log}")
@@ -160,7 +191,7 @@ def stream(
                 line = redact(line)
                 log.write(line)
                 echo(line.rstrip("\n"))
-                if "vllm-forge-ccache" in line or "vllm-forge-prune" in line:
+                if any(f"vllm-forge-{kind}" in line for kind in ("ccache", "prune", "compile")):
                     kept.append(line)
             return proc.wait(), kept
         except BaseException as stop:
@@ -220,6 +251,7 @@ def build_image(
     report = project.reports / f"{slug(tag)}.json"
     build_args = {
         "MAX_JOBS": str(jobs.max_jobs),
+        "FORGE_MEM_BUDGET_MIB": str(jobs.memory_budget_mib),
         "NVCC_THREADS": str(jobs.nvcc_threads),
         "VCS_REF": vcs_ref(project.root),
         **(extra_build_args or {}),
@@ -265,6 +297,7 @@ def build_image(
             target=target,
             max_jobs=jobs.max_jobs,
             ccache=parse_ccache(ccache_lines),
+            compiles=parse_compiles(ccache_lines),
             pruned=pruned_by_build(engine, tag, target, ccache_lines),
             log=str(log_path),
             replay=str(script_path),

@@ -285,7 +285,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    _announce(args)
+    opts = _announce(args)
+    print("\n".join(jobs.report(opts.jobs)))
     return 0
 
 

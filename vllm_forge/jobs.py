@@ -1,32 +1,39 @@
-"""MAX_JOBS sizing from cores AND memory.
+"""MAX_JOBS and the compile memory budget, from cores AND memory.
 
 vLLM's setup.py runs `max(1, MAX_JOBS // NVCC_THREADS)` ninja jobs, each an nvcc with
-NVCC_THREADS threads; nvcc's threads only split work across gencode targets, so a job holds
-about min(NVCC_THREADS, number of targets) device compiles in memory at once. vLLM's heaviest
-translation units (CUTLASS GEMMs, Marlin, FlashAttention) peak at several GB each: sizing by
-cores alone is how a 32 GB desktop with 16 cores gets OOM-killed.
+NVCC_THREADS threads; nvcc's threads only split work across gencode targets. vLLM's and
+FlashInfer's compile units differ tenfold in memory: most of vLLM's peak at 2.4-2.8 GiB, its
+FlashAttention 2 units at 4-5, four sm120 CUTLASS units at 7.5-10.8 GiB. One MAX_JOBS cannot serve
+both (a flat 5 GiB per job OOMs when three CUTLASS units meet; a flat 11 leaves a 32 GB desktop two
+jobs for hours). So ninja gets a job per core, and every compile passes scripts/compile_admit.py,
+which starts it only when its own expected peak (compile_memory.toml, measured where measured) fits
+in the memory budget beside the compiles already running. `simulate` replays that policy over the
+table's inventory of units to give each machine an expected peak and wall time.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 GIB = 1024**3
-# Peak resident memory of one nvcc device compile of vLLM's heaviest sources, with margin.
-GIB_PER_COMPILE = 5
-# Left for the OS, the engine and the rest of the build.
+MIB = 1024**2
+# Left for the OS, the engine, ninja, ccache and the rest of the build.
 RESERVED_GIB = 4
+COMPILE_TABLE = Path(__file__).with_name("compile_memory.toml")
 
 
 @dataclass(frozen=True, kw_only=True)
 class JobPlan:
-    max_jobs: int  # the MAX_JOBS handed to vLLM's setup.py
+    max_jobs: int  # the MAX_JOBS handed to vLLM's setup.py and FlashInfer's ninja
     nvcc_threads: int
-    ninja_jobs: int  # what actually runs in parallel: max(1, max_jobs // nvcc_threads)
+    ninja_jobs: int  # compiles started at once: max(1, max_jobs // nvcc_threads)
     reason: str
+    memory_budget_mib: int = 0  # what admitted compiles may expect to use together (0: no limit)
 
 
 CGROUP = Path("/sys/fs/cgroup")
@@ -122,38 +129,133 @@ def plan(
     requested: int | None = None,
     cores_note: str | None = None,
 ) -> JobPlan:
-    """MAX_JOBS for this machine, or the requested one (env / option / versions.toml).
-
-    A requested value is kept even above what memory allows (the person asked for it), but the
-    reason says so: the build may be OOM-killed.
-    """
+    """A compile job per core (or the requested MAX_JOBS), within a memory budget that the
+    admission launcher enforces per compile: memory less a reserve, divided among the gencode
+    targets one nvcc compiles at once (the table's peaks are for one target)."""
     cores_note = cores_note or f"{cores} cores"
     busy_threads = max(1, min(nvcc_threads, gencode_targets))
-    usable_gib = max(0, memory // GIB - RESERVED_GIB)
-    by_memory = max(1, usable_gib // (GIB_PER_COMPILE * busy_threads))
-    ninja_jobs = max(1, min(cores, by_memory))
-    if requested is not None:
-        asked = max(1, requested // nvcc_threads)
-        reason = "requested"
-        if asked > by_memory:
-            reason = (
-                f"requested, OVER the memory guard: {asked} compile job(s) x {GIB_PER_COMPILE} GiB"
-                f" > {usable_gib} GiB usable of {memory // GIB} GiB (auto would give"
-                f" {ninja_jobs * nvcc_threads}); the build may be OOM-killed"
-            )
-        return JobPlan(
-            max_jobs=requested, nvcc_threads=nvcc_threads, ninja_jobs=asked, reason=reason
-        )
-    limit = "memory" if by_memory < cores else "cores"
-    return JobPlan(
-        max_jobs=ninja_jobs * nvcc_threads,
-        nvcc_threads=nvcc_threads,
-        ninja_jobs=ninja_jobs,
-        reason=(
-            f"auto: {cores_note}, {memory // GIB} GiB ({GIB_PER_COMPILE} GiB per nvcc compile, "
-            f"{RESERVED_GIB} GiB reserved) -> {ninja_jobs} job(s), limited by {limit}"
-        ),
+    usable = max(GIB, memory - RESERVED_GIB * GIB)
+    budget_mib = usable // MIB // busy_threads
+    admitted = (
+        f"each compile admitted by its expected peak (compile_memory.toml) within "
+        f"{budget_mib / 1024:.0f} GiB of {memory // GIB} GiB ({RESERVED_GIB} GiB reserved)"
     )
+    if requested is not None:
+        return JobPlan(
+            max_jobs=requested,
+            nvcc_threads=nvcc_threads,
+            ninja_jobs=max(1, requested // nvcc_threads),
+            reason=f"requested; {admitted}",
+            memory_budget_mib=budget_mib,
+        )
+    return JobPlan(
+        max_jobs=cores * nvcc_threads,
+        nvcc_threads=nvcc_threads,
+        ninja_jobs=cores,
+        reason=f"auto: {cores_note} -> {cores} job(s); {admitted}",
+        memory_budget_mib=budget_mib,
+    )
+
+
+# ---- the unit table, and what a machine can expect ------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnitKind:
+    name: str
+    pattern: str
+    gib: float
+    seconds: float
+    count: int
+    source: str  # "measured: ..." or "estimate: ..."
+    stage: str  # "vllm" or "flashinfer"
+
+
+def unit_kinds(path: Path = COMPILE_TABLE) -> list[UnitKind]:
+    table = tomllib.loads(path.read_text())
+    return [
+        UnitKind(
+            name=rule["name"],
+            pattern=rule["pattern"],
+            gib=float(rule["gib"]),
+            seconds=float(rule["seconds"]),
+            count=int(rule["count"]),
+            source=rule["source"],
+            stage="flashinfer" if rule["name"].startswith("flashinfer") else "vllm",
+        )
+        for rule in table["unit"]
+    ]
+
+
+def expected_gib(source: str, kinds: list[UnitKind], default_gib: float) -> float:
+    """The compile launcher's rule, for one source path (first matching pattern wins)."""
+    return next((k.gib for k in kinds if fnmatch.fnmatch(source, k.pattern)), default_gib)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Simulated:
+    seconds: float
+    peak_gib: float  # the most expected memory in use at once
+    busy: float  # mean fraction of the job slots compiling
+
+
+def simulate(units: list[tuple[float, float]], *, jobs: int, budget_gib: float) -> Simulated:
+    """Replay the admission policy: ninja hands `jobs` units (gib, seconds) to the launcher in
+    order; a unit starts when its peak fits beside the running ones (alone if above the budget)."""
+    pending = list(units)
+    running: list[tuple[float, float]] = []  # (end time, gib)
+    now = peak = work = 0.0
+    while pending or running:
+        window = pending[: max(0, jobs - len(running))]
+        for unit in window:
+            used = sum(g for _, g in running)
+            gib, seconds = unit
+            if not running or used + gib <= budget_gib:
+                running.append((now + seconds, gib))
+                pending.remove(unit)
+                work += seconds
+                peak = max(peak, used + gib)
+        now = min(end for end, _ in running)
+        running = [(end, g) for end, g in running if end > now]
+    return Simulated(seconds=now, peak_gib=peak, busy=work / (now * jobs) if now else 0.0)
+
+
+def stage_units(kinds: list[UnitKind], stage: str) -> list[tuple[float, float]]:
+    """The stage's units, heavy kinds first within the table's order (as listed)."""
+    return [(k.gib, k.seconds) for k in kinds if k.stage == stage for _ in range(k.count)]
+
+
+MACHINES = (("16 cores, 32 GB", 16, 32), ("24 cores, 64 GB", 24, 64))
+
+
+def machine_lines(kinds: list[UnitKind], machines=MACHINES) -> list[str]:
+    """Expected peak and compile time per stage for a few machines (the table's inventory)."""
+    lines = []
+    for label, cores, gb in machines:
+        budget = plan(cores=cores, memory=round(gb * GIB), nvcc_threads=1, gencode_targets=1)
+        for stage in ("vllm", "flashinfer"):
+            sim = simulate(
+                stage_units(kinds, stage), jobs=cores, budget_gib=budget.memory_budget_mib / 1024
+            )
+            lines.append(
+                f"{label:16} {stage:10} {cores:3} jobs, budget {budget.memory_budget_mib / 1024:4.0f}"
+                f" GiB: ~{sim.seconds / 60:4.0f} min, expected peak {sim.peak_gib:4.1f} GiB, "
+                f"cores busy {sim.busy:4.0%}"
+            )
+    return lines
+
+
+def report(here: JobPlan, kinds: list[UnitKind] | None = None) -> list[str]:
+    """`nox -s jobs`: the unit table with where each figure comes from, then what this machine
+    and two desktops can expect from the rtx5090 profile's compiles (one stage after the other)."""
+    kinds = unit_kinds() if kinds is None else kinds
+    lines = ["compile units (compile_memory.toml; peak GiB, seconds each, count, source):"]
+    lines += [f"  {k.name:34} {k.gib:5.1f} {k.seconds:5.0f} {k.count:5}  {k.source}" for k in kinds]
+    lines.append("expected for the rtx5090 profile (simulated admission over that inventory):")
+    cores = max(1, here.ninja_jobs)
+    this = (f"this machine ({cores} jobs)", cores, here.memory_budget_mib / 1024 + RESERVED_GIB)
+    lines += ["  " + line for line in machine_lines(kinds, (*MACHINES, this))]
+    return lines
 
 
 def plan_here(*, nvcc_threads: int, gencode_targets: int, requested: int | None) -> JobPlan:

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import lock, prune, sources
+from . import jobs, lock, prune, sources
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
 from .errors import ConfigError
 from .pins import Pins, check_lock_cuda
@@ -20,6 +20,10 @@ TEMPLATE = "Dockerfile.j2"
 # largest size the driver accepts (4 GiB; its default is 256 MiB).
 CUDA_CACHE_PATH = "/var/cache/vllm-forge/cuda"
 CUDA_CACHE_MAX_SIZE = 4 * 1024**3
+# The compile admission launcher (scripts/compile_admit.py) and its table, as the compile steps
+# mount them; CMake puts the launcher in front of ccache for every CUDA and C++ compile.
+ADMIT_SCRIPT = "/run/forge-admit/compile_admit.py"
+ADMIT_TABLE = "/run/forge-admit/compile_memory.toml"
 
 
 def template_context(pins: Pins, source_pins: sources.SourcePins | None = None) -> dict:
@@ -72,6 +76,11 @@ def template_context(pins: Pins, source_pins: sources.SourcePins | None = None) 
         "source_date_epoch": pins.source_date_epoch,
         "cuda_cache_path": CUDA_CACHE_PATH,
         "cuda_cache_max_size": CUDA_CACHE_MAX_SIZE,
+        "admit_script": ADMIT_SCRIPT,
+        "admit_table": ADMIT_TABLE,
+        "compile_launchers": " ".join(
+            f"-DCMAKE_{lang}_COMPILER_LAUNCHER={ADMIT_SCRIPT};ccache" for lang in ("CUDA", "CXX")
+        ),
         **sources.template_values(source_pins),
     }
 
@@ -137,6 +146,7 @@ def write_context(pins: Pins, project: Project, *, need_sources: bool = True, lo
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(jobs.COMPILE_TABLE, out_dir / "scripts" / jobs.COMPILE_TABLE.name)
     if source_pins is not None:
         try:
             sources.stage(source_pins, project, out_dir)

@@ -37,6 +37,10 @@ ENV CUDA_HOME=/usr/local/cuda \
 # kernel on every visible GPU and says whether this image has a kernel for it.
 ###############################################################################################
 FROM toolchain AS kernel-probe
+# FORGE_MEM_BUDGET_MIB: what the compiles running at once may expect to use together; each one
+# waits in scripts/compile_admit.py until its own expected peak (compile_memory.toml) fits. 0 (a
+# plain `docker build`): no waiting.
+ARG FORGE_MEM_BUDGET_MIB=0
 # MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
 # memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
 # out of memory.

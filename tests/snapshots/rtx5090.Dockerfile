@@ -31,6 +31,10 @@ ENV CUDA_HOME=/usr/local/cuda \
 # kernel on every visible GPU and says whether this image has a kernel for it.
 ###############################################################################################
 FROM toolchain AS kernel-probe
+# FORGE_MEM_BUDGET_MIB: what the compiles running at once may expect to use together; each one
+# waits in scripts/compile_admit.py until its own expected peak (compile_memory.toml) fits. 0 (a
+# plain `docker build`): no waiting.
+ARG FORGE_MEM_BUDGET_MIB=0
 # MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
 # memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
 # out of memory.
@@ -81,6 +85,10 @@ RUN --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
 # vllm-build: vLLM compiled for TORCH_CUDA_ARCH_LIST=12.0, wheels in /wheels
 ###############################################################################################
 FROM vllm-source AS vllm-build
+# FORGE_MEM_BUDGET_MIB: what the compiles running at once may expect to use together; each one
+# waits in scripts/compile_admit.py until its own expected peak (compile_memory.toml) fits. 0 (a
+# plain `docker build`): no waiting.
+ARG FORGE_MEM_BUDGET_MIB=0
 # MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
 # memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
 # out of memory.
@@ -103,7 +111,7 @@ ENV VLLM_CUTLASS_SRC_DIR=/src/deps/cutlass \
     QUTLASS_SRC_DIR=/src/deps/qutlass \
     TRITON_KERNELS_SRC_DIR=/src/deps/triton_kernels/python/triton_kernels/triton_kernels \
     VLLM_FLASH_ATTN_SRC_DIR=/src/deps/vllm-flash-attn \
-    CMAKE_ARGS="-DFETCHCONTENT_FULLY_DISCONNECTED=ON" \
+    CMAKE_ARGS="-DFETCHCONTENT_FULLY_DISCONNECTED=ON -DCMAKE_CUDA_COMPILER_LAUNCHER=/run/forge-admit/compile_admit.py;ccache -DCMAKE_CXX_COMPILER_LAUNCHER=/run/forge-admit/compile_admit.py;ccache" \
     VLLM_FORGE_SOURCES="cutlass@f3fde58372d33e9a5650ba7b80fc48b3b49d40c8 flashmla@692917b1cda61b93ac9ee2d846ec54e75afe87b1 qutlass@830d2c4537c7396e14a02a46fbddd18b5d107c65 triton_kernels@7c56a5e40f7fd928dfd5c72902d5def0097db73a vllm-flash-attn@29210221863736a08f71a866459e368ad1ac4a95"
 WORKDIR /src/vllm
 RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
@@ -120,10 +128,13 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=bind,source=sources/qutlass,target=/src/deps/qutlass \
     --mount=type=bind,source=sources/triton_kernels,target=/src/deps/triton_kernels \
     --mount=type=bind,source=sources/vllm-flash-attn,target=/src/deps/vllm-flash-attn \
+    --mount=type=bind,source=scripts/compile_admit.py,target=/run/forge-admit/compile_admit.py \
+    --mount=type=bind,source=scripts/compile_memory.toml,target=/run/forge-admit/compile_memory.toml \
     ccache --zero-stats >/dev/null \
     && MAX_JOBS="$MAX_JOBS" NVCC_THREADS="$NVCC_THREADS" \
         pip wheel --no-build-isolation --no-deps --wheel-dir /wheels . \
-    && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache vllm /'
+    && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache vllm /' \
+    && /run/forge-admit/compile_admit.py --summary | sed 's/^vllm-forge-compile /vllm-forge-compile vllm /'
 
 ###############################################################################################
 # flashinfer-jit-cache: FlashInfer's kernels compiled ahead of time for 12.0a
@@ -131,6 +142,10 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
 # would JIT-compile at first use, and the slim image has no CUDA compiler to do it with.
 ###############################################################################################
 FROM torch AS flashinfer-jit-cache
+# FORGE_MEM_BUDGET_MIB: what the compiles running at once may expect to use together; each one
+# waits in scripts/compile_admit.py until its own expected peak (compile_memory.toml) fits. 0 (a
+# plain `docker build`): no waiting.
+ARG FORGE_MEM_BUDGET_MIB=0
 # MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
 # memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
 # out of memory.
@@ -150,14 +165,17 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
     --mount=type=bind,from=vllm-build,source=/wheels,target=/run/after-vllm-build \
     --mount=type=bind,source=scripts/nvcc_ccache.sh,target=/run/nvcc-ccache \
+    --mount=type=bind,source=scripts/compile_admit.py,target=/run/forge-admit/compile_admit.py \
+    --mount=type=bind,source=scripts/compile_memory.toml,target=/run/forge-admit/compile_memory.toml \
     pip install build \
     && ccache --zero-stats >/dev/null \
     && cd /src/flashinfer/flashinfer-jit-cache \
     && FLASHINFER_CUDA_ARCH_LIST="12.0a" MAX_JOBS="$MAX_JOBS" \
-        FLASHINFER_NVCC=/run/nvcc-ccache CXX="ccache c++" \
+        FLASHINFER_NVCC=/run/nvcc-ccache FORGE_ADMIT=/run/forge-admit/compile_admit.py CXX="ccache c++" \
         python -m build --no-isolation --wheel --outdir /wheels . \
     && rm -rf /src/flashinfer/build \
-    && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache flashinfer /'
+    && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache flashinfer /' \
+    && /run/forge-admit/compile_admit.py --summary | sed 's/^vllm-forge-compile /vllm-forge-compile flashinfer /'
 
 ###############################################################################################
 # builder: every compiled artifact in one image (`nox -s build`)

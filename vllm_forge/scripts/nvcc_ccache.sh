@@ -5,7 +5,8 @@
 # ccache (4.7.5 here; upstream reports the same with 4.12) reads FILE as a second input file and
 # caches nothing ("multiple source files"). nvcc's short spellings of the same two options, -MD and
 # -MF FILE, are ones ccache knows: rewritten to those, every compile is cacheable.
-# The nvcc run is $NVCC_REAL, else $CUDA_HOME/bin/nvcc, else /usr/local/cuda/bin/nvcc.
+# The nvcc run is $NVCC_REAL, else $CUDA_HOME/bin/nvcc, else /usr/local/cuda/bin/nvcc; with
+# FORGE_ADMIT set (scripts/compile_admit.py), the compile first waits until its memory fits.
 set -euo pipefail
 args=()
 while (($#)); do
@@ -17,4 +18,4 @@ while (($#)); do
     esac
     shift
 done
-exec ccache "${NVCC_REAL:-${CUDA_HOME:-/usr/local/cuda}/bin/nvcc}" "${args[@]}"
+exec ${FORGE_ADMIT:+"$FORGE_ADMIT"} ccache "${NVCC_REAL:-${CUDA_HOME:-/usr/local/cuda}/bin/nvcc}" "${args[@]}"

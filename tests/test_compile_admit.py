@@ -1,0 +1,220 @@
+"""scripts/compile_admit.py: compiles admitted by their expected peak memory, with real processes.
+
+Fake compiles (a Python child that records when it starts and ends) run through the real launcher,
+many at once as ninja would start them; the test reads back who ran alongside whom.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIT = ROOT / "vllm_forge" / "scripts" / "compile_admit.py"
+sys.path.insert(0, str(ADMIT.parent))
+import compile_admit  # noqa: E402
+
+TABLE = """\
+[default]
+gib = 1.0
+seconds = 1
+source = "test"
+
+[[unit]]
+name = "heavy"
+pattern = "*heavy*.cu"
+gib = 6.0
+seconds = 1
+count = 1
+source = "test"
+
+[[unit]]
+name = "huge"
+pattern = "*huge*.cu"
+gib = 20.0
+seconds = 1
+count = 1
+source = "test"
+"""
+
+# A compile that takes `seconds` and writes "start|end NAME TIME" lines to the events file.
+FAKE_COMPILE = """\
+import sys, time
+events, name, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+with open(events, "a") as f: f.write(f"start {name} {time.monotonic()}\\n")
+time.sleep(seconds)
+with open(events, "a") as f: f.write(f"end {name} {time.monotonic()}\\n")
+sys.exit(3 if "fails" in name else 0)
+"""
+
+
+@pytest.fixture
+def rig(tmp_path):
+    table = tmp_path / "table.toml"
+    table.write_text(TABLE)
+    fake = tmp_path / "fake_compile.py"
+    fake.write_text(FAKE_COMPILE)
+    events = tmp_path / "events"
+    env = {
+        **os.environ,
+        "FORGE_ADMIT_TABLE": str(table),
+        "FORGE_ADMIT_DIR": str(tmp_path / "state"),
+        "FORGE_MEM_BUDGET_MIB": str(8 * 1024),
+    }
+
+    def start(name: str, seconds: float = 1.0, **extra_env) -> subprocess.Popen:
+        argv = [sys.executable, str(ADMIT), sys.executable, str(fake), str(events), name]
+        return subprocess.Popen(
+            [*argv, str(seconds)],
+            env={**env, **extra_env},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def intervals() -> dict[str, tuple[float, float]]:
+        spans: dict[str, list[float]] = {}
+        for line in events.read_text().splitlines():
+            _, name, when = line.split()
+            spans.setdefault(name, []).append(float(when))
+        return {name: (times[0], times[1]) for name, times in spans.items()}
+
+    def wait_started(name: str) -> None:
+        deadline = time.monotonic() + 20
+        while not events.exists() or f"start {name} " not in events.read_text():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} never started")
+            time.sleep(0.05)
+
+    rig = type("Rig", (), {})()
+    rig.wait_started = wait_started
+    rig.start, rig.intervals, rig.env, rig.state = start, intervals, env, tmp_path / "state"
+    return rig
+
+
+def _peak_expected(spans: dict[str, tuple[float, float]]) -> float:
+    """The most GiB expected at any moment, from who ran alongside whom."""
+    gib = lambda name: 20.0 if "huge" in name else 6.0 if "heavy" in name else 1.0  # noqa: E731
+    return max(
+        sum(gib(other) for other, (s, e) in spans.items() if s <= start < e)
+        for start, _ in spans.values()
+    )
+
+
+def test_light_units_fill_the_budget_and_heavy_ones_never_overlap_beyond_it(rig):
+    names = ["heavy-a.cu", "heavy-b.cu", "heavy-c.cu"] + [f"light-{i}.cu" for i in range(6)]
+    procs = [rig.start(names[0], 2.0)]
+    rig.wait_started(names[0])  # then the rest, all at once, as ninja would
+    procs += [rig.start(name, 1.0) for name in names[1:]]
+    assert [p.wait(timeout=60) for p in procs] == [0] * len(procs)
+    spans = rig.intervals()
+    assert set(spans) == set(names)
+    # 8 GiB: a heavy unit (6) and two light ones (1 each) side by side, never more
+    assert _peak_expected(spans) == 8.0
+    heavy = sorted(spans[n] for n in names if n.startswith("heavy"))
+    assert all(a[1] <= b[0] for a, b in zip(heavy, heavy[1:], strict=False)), (
+        "two heavy units ran together"
+    )
+
+
+def test_a_unit_above_the_whole_budget_runs_alone(rig):
+    procs = [rig.start("light-1.cu", 1.5), rig.start("huge.cu", 1.0), rig.start("light-2.cu", 1.5)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
+    spans = rig.intervals()
+    start, end = spans["huge.cu"]
+    others = [spans["light-1.cu"], spans["light-2.cu"]]
+    assert all(e <= start or s >= end for s, e in others)
+
+
+def test_a_dead_compile_does_not_hold_its_memory(rig):
+    rig.state.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (rig.state / "ledger.json").write_text(json.dumps({str(dead.pid): 8 * 1024}))
+    began = time.monotonic()
+    proc = rig.start("heavy-a.cu", 0.1)
+    assert proc.wait(timeout=30) == 0
+    assert time.monotonic() - began < 5
+    assert json.loads((rig.state / "ledger.json").read_text()) == {}
+
+
+def test_exit_code_and_the_record_of_each_compile(rig):
+    assert rig.start("light-fails.cu", 0.1).wait(timeout=30) == 3
+    assert rig.start("heavy-a.cu", 0.1).wait(timeout=30) == 0
+    records = [json.loads(line) for line in (rig.state / "units.jsonl").read_text().splitlines()]
+    assert [(r["rule"], r["expected_mib"], r["exit"]) for r in records] == [
+        ("default", 1024, 3),
+        ("heavy", 6144, 0),
+    ]
+    assert all(r["peak_mib"] > 0 and r["seconds"] >= 0.1 for r in records)
+    out = subprocess.run(
+        [sys.executable, str(ADMIT), "--summary"], env=rig.env, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert out[0] == "vllm-forge-compile units 2"
+    assert any(line.startswith("vllm-forge-compile heaviest ") for line in out)
+
+
+def test_without_a_budget_nothing_waits(rig):
+    rig.state.mkdir()
+    (rig.state / "ledger.json").write_text(json.dumps({str(os.getpid()): 100 * 1024}))
+    began = time.monotonic()
+    assert rig.start("heavy-a.cu", 0.1, FORGE_MEM_BUDGET_MIB="0").wait(timeout=30) == 0
+    assert time.monotonic() - began < 5
+
+
+def test_sigterm_reaches_the_compile_and_frees_its_memory(rig):
+    proc = rig.start("heavy-a.cu", 30)
+    rig.wait_started("heavy-a.cu")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) != 0
+    assert json.loads((rig.state / "ledger.json").read_text()) == {}
+
+
+def test_the_real_table_covers_the_measured_units():
+    table = compile_admit.tomllib.loads((ROOT / "vllm_forge" / "compile_memory.toml").read_text())
+    cases = {
+        "/src/vllm/csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm120_fp8.cu": 11264,
+        "/src/vllm/.deps/vllm-flash-attn-src/csrc/flash_attn/src/flash_fwd_hdim128_bf16_sm80.cu": 5120,
+        "/src/vllm/csrc/attention/paged_attention_v1.cu": 3072,
+        "/src/vllm/csrc/layernorm_kernels.cu": 3072,
+        "/src/flashinfer/build/aot/generated/batch_prefill_x/batch_prefill_sm80.cu": 8192,
+    }
+    for source, mib in cases.items():
+        assert compile_admit.expected_mib(source, table)[0] == mib, source
+    assert compile_admit.source_of(["nvcc", "-x", "cu", "-c", "/a/b.cu", "-o", "b.o"]) == "/a/b.cu"
+    assert compile_admit.source_of(["nvcc", "--version"]) is None
+
+
+def test_flashinfer_nvcc_wrapper_rewrites_its_options_and_goes_through_admission(rig, tmp_path):
+    """scripts/nvcc_ccache.sh with FORGE_ADMIT set: admission, then ccache, then nvcc with -MD/-MF
+    (a ccache and an nvcc that only record what they were given stand in for the real ones)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "seen"
+    (bin_dir / "ccache").write_text('#!/bin/sh\necho "ccache $*" >> "$SEEN"\nexec "$@"\n')
+    (bin_dir / "nvcc").write_text('#!/bin/sh\necho "nvcc $*" >> "$SEEN"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {
+        **rig.env,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SEEN": str(seen),
+        "NVCC_REAL": str(bin_dir / "nvcc"),
+        "FORGE_ADMIT": str(ADMIT),
+    }
+    argv = [
+        str(ADMIT.with_name("nvcc_ccache.sh")),
+        "--generate-dependencies-with-compile", "--dependency-output", "k.cuda.o.d",
+        "-c", "/src/flashinfer/build/aot/generated/page/page.cu", "-o", "k.cuda.o",
+    ]  # fmt: skip
+    assert subprocess.run(argv, env=env, timeout=60).returncode == 0
+    calls = seen.read_text().splitlines()
+    assert calls[-1].startswith("nvcc -MD -MF k.cuda.o.d -c ")
+    (record,) = [json.loads(line) for line in (rig.state / "units.jsonl").read_text().splitlines()]
+    assert record["rule"] == "default" and record["source"].endswith("/page.cu")
