@@ -271,6 +271,19 @@ def test_tree_hash_matches_git_for_modes_links_sort_order_and_submodules(tmp_pat
     assert sources.tree_id(tmp_path / "copy", {"third_party/dep": sub}) != expected
 
 
+def test_a_submodule_sorts_like_a_file_among_siblings_named_like_it(tmp_path):
+    """git orders a submodule entry by its bare name ("a" < "a-c" < "a.b"), a folder as "a/"."""
+    repo = tmp_path / "r"
+    sub = "2" * 40
+    make_repo(repo, {"a-c": "dash", "a.b": "dot"}, {"a": ("https://example.invalid/a.git", sub)})
+    expected = git("rev-parse", "HEAD^{tree}", cwd=repo)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    git("--work-tree", str(copy), "checkout", "HEAD", "--", ".", cwd=repo)
+    (copy / "a").mkdir(exist_ok=True)
+    assert sources.tree_id(copy, {"a": sub}) == expected
+
+
 # ---- the cache, end to end, on local repositories -------------------------------------------------
 
 
@@ -561,3 +574,25 @@ def test_checked_in_pins_match_the_pinned_vllm_sdists_cmake():
     assert sources.drift(checked_in, files) == []
     # with every override set, nothing in the CUDA build's CMake reaches the network
     assert sources.network_declarations(files) == []
+
+
+def test_files_in_a_submodule_this_build_does_not_fetch_are_refused(tmp_path):
+    repo = tmp_path / "r"
+    sub = "3" * 40
+    commit = make_repo(repo, {"src.cu": "x"}, {"rocm/ck": ("https://example.invalid/ck.git", sub)})
+    raw = subprocess.run(
+        ["git", "cat-file", "commit", commit], cwd=repo, capture_output=True, check=True
+    ).stdout
+    source = sources.Source(
+        name="fa", used_by="vllm", env="FA_SRC_DIR", env_is_cmake_variable=True, subdir="",
+        git_url="https://example.invalid/fa.git", tag="", commit=commit, declared_at="t",
+        submodules=(sources.Submodule(path="rocm/ck", url="u", commit=sub, fetch=False, why="t"),),
+    )  # fmt: skip
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    git("--work-tree", str(tree), "checkout", "HEAD", "--", ".", cwd=repo)
+    (tree / "rocm" / "ck").mkdir(parents=True, exist_ok=True)
+    sources.verify_tree(source, tree, {commit: raw.hex()}, "test")  # empty: as git leaves it
+    (tree / "rocm" / "ck" / "planted.h").write_text("#error not ours\n")
+    with pytest.raises(ConfigError, match="does not fetch, yet it holds files"):
+        sources.verify_tree(source, tree, {commit: raw.hex()}, "test")

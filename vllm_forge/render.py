@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +11,7 @@ from . import jobs, lock, prune, sources
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
 from .errors import ConfigError
 from .pins import Pins, check_lock_cuda
-from .project import Project
+from .project import PACKAGE_DIR, Project
 
 if TYPE_CHECKING:
     import jinja2
@@ -22,8 +23,8 @@ CUDA_CACHE_PATH = "/var/cache/vllm-forge/cuda"
 CUDA_CACHE_MAX_SIZE = 4 * 1024**3
 # The compile admission launcher (scripts/compile_admit.py) and its table, as the compile steps
 # mount them; CMake puts the launcher in front of ccache for every CUDA and C++ compile.
-ADMIT_SCRIPT = "/run/forge-admit/compile_admit.py"
-ADMIT_TABLE = "/run/forge-admit/compile_memory.toml"
+FORGE_DIR = "/opt/forge"
+ADMIT_SCRIPT = f"{FORGE_DIR}/compile_admit.py"
 
 
 def template_context(pins: Pins, source_pins: sources.SourcePins | None = None) -> dict:
@@ -76,13 +77,19 @@ def template_context(pins: Pins, source_pins: sources.SourcePins | None = None) 
         "source_date_epoch": pins.source_date_epoch,
         "cuda_cache_path": CUDA_CACHE_PATH,
         "cuda_cache_max_size": CUDA_CACHE_MAX_SIZE,
+        "forge_dir": FORGE_DIR,
         "admit_script": ADMIT_SCRIPT,
-        "admit_table": ADMIT_TABLE,
         "compile_launchers": " ".join(
-            f"-DCMAKE_{lang}_COMPILER_LAUNCHER={ADMIT_SCRIPT};ccache" for lang in ("CUDA", "CXX")
+            f"-DCMAKE_{lang}_COMPILER_LAUNCHER=python3;{ADMIT_SCRIPT};ccache"
+            for lang in ("CUDA", "CXX")
         ),
+        "create_user_sha256": _sha256(PACKAGE_DIR / "scripts" / "create_user.sh"),
         **sources.template_values(source_pins),
     }
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _nvcc_major(package: str) -> str:

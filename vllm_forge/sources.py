@@ -705,6 +705,11 @@ class Git:
                 proc.stdin.write(f"{sha}\n".encode())
                 proc.stdin.flush()
                 header = proc.stdout.readline().split()
+                if len(header) != 3 or header[1] != b"blob":
+                    raise ConfigError(
+                        f"commit {commit}: object {sha} ({path}) is missing from what git "
+                        "fetched: refused; fetch it again (`vllm-forge sources`)"
+                    )
                 size = int(header[2])
                 data = proc.stdout.read(size)
                 proc.stdout.read(1)  # the newline after each object
@@ -745,8 +750,8 @@ def tree_id(root: Path, gitlinks: Mapping[str, str] = {}, _rel: str = "") -> str
     for entry in children:
         rel = f"{_rel}{entry.name}"
         name = os.fsencode(entry.name)
-        if rel in gitlinks:
-            entries.append((name + b"/", b"160000 " + name, gitlinks[rel]))
+        if rel in gitlinks:  # git sorts a submodule entry by its bare name, like a file
+            entries.append((name, b"160000 " + name, gitlinks[rel]))
         elif entry.is_symlink():
             entries.append(
                 (name, b"120000 " + name, _blob_id(os.fsencode(os.readlink(entry.path))))
@@ -794,6 +799,13 @@ def verify_tree(source: Source, tree: Path, objects: Mapping[str, str], where: s
             if s.path != path and (not path or s.path.startswith(path + "/"))
         }
         directory = tree / path if path else tree
+        for skipped in (s for s in subs if not s.fetch and s.path.startswith(path)):
+            left = tree / skipped.path
+            if left.is_dir() and any(left.iterdir()):
+                raise ConfigError(
+                    f"{what}: {skipped.path} is a submodule this build does not fetch, yet it "
+                    "holds files: refused; fetch it again (`vllm-forge sources`)"
+                )
         found = tree_id(directory, inner) if directory.is_dir() else None
         if found != expected:
             raise ConfigError(
@@ -957,9 +969,14 @@ MANIFEST = "sources.json"
 
 
 def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Nothing of this machine in the archive: owner, times, and modes (the umask) normalised."""
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     info.mtime = 0
+    if info.isdir() or (info.isfile() and info.mode & 0o100):
+        info.mode = 0o755
+    elif info.isfile():
+        info.mode = 0o644
     return info
 
 

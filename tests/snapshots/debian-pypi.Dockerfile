@@ -120,8 +120,10 @@ RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi-runtime,target=/var/cache/a
         python3.11 python3.11-venv python3.11-dev gcc libc6-dev ca-certificates \
     && rm -rf /var/log/apt /var/log/dpkg.log /var/log/alternatives.log \
         /var/cache/ldconfig/aux-cache /var/lib/dpkg/*-old /var/cache/debconf/*-old
+# The script's hash is in the command: podman 4.3 keys no layer on a bind mount's content.
 RUN --mount=type=bind,source=scripts/create_user.sh,target=/run/create_user.sh \
-    sh /run/create_user.sh vllm 1000 \
+    : "create_user.sh sha256:44178aa8526900a7043931ec61327410649e1cf61a48aed38e22909bd29da03f" \
+    && sh /run/create_user.sh vllm 1000 \
     && mkdir -p /var/cache/vllm-forge/cuda && chmod 1777 /var/cache/vllm-forge/cuda
 # No interpreter in this stage writes bytecode on its own: .pth files import modules at every
 # start-up, and those .pyc files would be timestamp-based, i.e. carry this build's clock.
@@ -161,12 +163,13 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     && /opt/venv/bin/python -W ignore -m compileall -q -f -j 0 --invalidation-mode unchecked-hash \
         /opt/venv/lib
 COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
-# FLASHINFER_CUDA_ARCH_LIST: the arches FlashInfer builds for when it JIT-compiles (explicit, so
-# FlashInfer >= 0.6.8 does not refuse SM12x next to an nvcc older than 12.9).
+# FLASHINFER_CUDA_ARCH_LIST: the profile's FlashInfer arches, stated (this image has no nvcc, so
+# FlashInfer cannot JIT here; at 0.6.6 it names the workspace folder, and from 0.6.8 an explicit
+# list is what keeps FlashInfer from refusing SM12x next to an nvcc older than 12.9).
 # CUDA_CACHE_*: the driver JIT-compiles the PTX-only kernels (FlashAttention 2, the fp16/bf16
 # Marlin kernels: `8.0+PTX` upstream, even for a 12.0 list) at their first use; its cache
-# (256 MiB in ~/.nv by default) goes to a directory any user can write, up to 4 GiB. Mount a
-# volume there to keep that work across containers.
+# (in ~/.nv by default, 256 MiB to 1 GiB by driver) goes to a directory any user can write, up to
+# 4 GiB, the driver's maximum. Mount a volume there to keep that work across containers.
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \

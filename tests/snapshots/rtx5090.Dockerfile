@@ -103,7 +103,8 @@ ENV TORCH_CUDA_ARCH_LIST="12.0" \
     SETUPTOOLS_SCM_PRETEND_VERSION=0.19.1
 # vLLM's git dependencies (CUTLASS, its FlashAttention fork, ...): fetched and verified on the
 # host by commit (`vllm-forge sources`; offline: `--from DIR`), bind-mounted into the compile
-# below, never fetched here. FETCHCONTENT_FULLY_DISCONNECTED makes a dependency nobody pinned
+# below, never fetched here. FETCHCONTENT_FULLY_DISCONNECTED with policy CMP0170 NEW (CMake >=
+# 3.30; vLLM's own minimum leaves it unset, which only warns) makes a dependency nobody pinned
 # fail the build instead of reaching out. VLLM_FORGE_SOURCES names the commits: podman 4.3
 # keys no layer cache on a bind mount's content, so the pins themselves are part of the step.
 ENV VLLM_CUTLASS_SRC_DIR=/src/deps/cutlass \
@@ -111,7 +112,7 @@ ENV VLLM_CUTLASS_SRC_DIR=/src/deps/cutlass \
     QUTLASS_SRC_DIR=/src/deps/qutlass \
     TRITON_KERNELS_SRC_DIR=/src/deps/triton_kernels/python/triton_kernels/triton_kernels \
     VLLM_FLASH_ATTN_SRC_DIR=/src/deps/vllm-flash-attn \
-    CMAKE_ARGS="-DFETCHCONTENT_FULLY_DISCONNECTED=ON -DCMAKE_CUDA_COMPILER_LAUNCHER=/run/forge-admit/compile_admit.py;ccache -DCMAKE_CXX_COMPILER_LAUNCHER=/run/forge-admit/compile_admit.py;ccache" \
+    CMAKE_ARGS="-DFETCHCONTENT_FULLY_DISCONNECTED=ON -DCMAKE_POLICY_DEFAULT_CMP0170=NEW -DCMAKE_CUDA_COMPILER_LAUNCHER=python3;/opt/forge/compile_admit.py;ccache -DCMAKE_CXX_COMPILER_LAUNCHER=python3;/opt/forge/compile_admit.py;ccache" \
     VLLM_FORGE_SOURCES="cutlass@f3fde58372d33e9a5650ba7b80fc48b3b49d40c8 flashmla@692917b1cda61b93ac9ee2d846ec54e75afe87b1 qutlass@830d2c4537c7396e14a02a46fbddd18b5d107c65 triton_kernels@7c56a5e40f7fd928dfd5c72902d5def0097db73a vllm-flash-attn@29210221863736a08f71a866459e368ad1ac4a95"
 WORKDIR /src/vllm
 RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
@@ -119,6 +120,9 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
     python use_existing_torch.py \
     && pip install -r requirements/build.txt
+# The compile admission launcher and its unit table (copied, so that a change to either is a
+# change to this stage on both engines; podman 4.3 keys no layer on a bind mount's content).
+COPY scripts/compile_admit.py scripts/compile_memory.toml /opt/forge/
 RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
@@ -128,13 +132,11 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=bind,source=sources/qutlass,target=/src/deps/qutlass \
     --mount=type=bind,source=sources/triton_kernels,target=/src/deps/triton_kernels \
     --mount=type=bind,source=sources/vllm-flash-attn,target=/src/deps/vllm-flash-attn \
-    --mount=type=bind,source=scripts/compile_admit.py,target=/run/forge-admit/compile_admit.py \
-    --mount=type=bind,source=scripts/compile_memory.toml,target=/run/forge-admit/compile_memory.toml \
     ccache --zero-stats >/dev/null \
     && MAX_JOBS="$MAX_JOBS" NVCC_THREADS="$NVCC_THREADS" \
         pip wheel --no-build-isolation --no-deps --wheel-dir /wheels . \
     && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache vllm /' \
-    && /run/forge-admit/compile_admit.py --summary | sed 's/^vllm-forge-compile /vllm-forge-compile vllm /'
+    && python3 /opt/forge/compile_admit.py --summary | sed 's/^vllm-forge-compile /vllm-forge-compile vllm /'
 
 ###############################################################################################
 # flashinfer-jit-cache: FlashInfer's kernels compiled ahead of time for 12.0a
@@ -156,6 +158,7 @@ COPY sources/flashinfer/ /src/flashinfer/
 # The bind mount of vllm-build's wheels is the order: this compile starts only once vLLM's has
 # ended, so the two never hold MAX_JOBS compiles each at the same time (BuildKit would otherwise
 # run the two stages in parallel, both FROM torch).
+COPY scripts/compile_admit.py scripts/compile_memory.toml scripts/nvcc_ccache.sh /opt/forge/
 # Every nvcc and c++ of its ninja goes through ccache (FLASHINFER_NVCC, CXX: see
 # scripts/nvcc_ccache.sh for why nvcc needs a wrapper), so a rebuild after a change elsewhere
 # compiles nothing; the build tree goes in the same step.
@@ -164,18 +167,16 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
     --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
     --mount=type=bind,from=vllm-build,source=/wheels,target=/run/after-vllm-build \
-    --mount=type=bind,source=scripts/nvcc_ccache.sh,target=/run/nvcc-ccache \
-    --mount=type=bind,source=scripts/compile_admit.py,target=/run/forge-admit/compile_admit.py \
-    --mount=type=bind,source=scripts/compile_memory.toml,target=/run/forge-admit/compile_memory.toml \
     pip install build \
     && ccache --zero-stats >/dev/null \
     && cd /src/flashinfer/flashinfer-jit-cache \
     && FLASHINFER_CUDA_ARCH_LIST="12.0a" MAX_JOBS="$MAX_JOBS" \
-        FLASHINFER_NVCC=/run/nvcc-ccache FORGE_ADMIT=/run/forge-admit/compile_admit.py CXX="ccache c++" \
-        python -m build --no-isolation --wheel --outdir /wheels . \
-    && rm -rf /src/flashinfer/build \
+        FLASHINFER_NVCC="bash /opt/forge/nvcc_ccache.sh" FORGE_ADMIT=/opt/forge/compile_admit.py \
+        CXX="ccache c++" python -m build --no-isolation --wheel --outdir /wheels . \
+    && rm -rf /src/flashinfer/build /src/flashinfer/flashinfer-jit-cache/build \
+        /src/flashinfer/flashinfer-jit-cache/flashinfer_jit_cache/jit_cache \
     && ccache --print-stats | grep -E "^(${FORGE_CCACHE_STATS})\s" | sed 's/^/vllm-forge-ccache flashinfer /' \
-    && /run/forge-admit/compile_admit.py --summary | sed 's/^vllm-forge-compile /vllm-forge-compile flashinfer /'
+    && python3 /opt/forge/compile_admit.py --summary | sed 's/^vllm-forge-compile /vllm-forge-compile flashinfer /'
 
 ###############################################################################################
 # builder: every compiled artifact in one image (`nox -s build`)
@@ -223,8 +224,10 @@ RUN --mount=type=cache,id=vllm-forge-apt-rtx5090-runtime,target=/var/cache/apt,s
         python3.12 python3.12-venv python3.12-dev gcc libc6-dev ca-certificates \
     && rm -rf /var/log/apt /var/log/dpkg.log /var/log/alternatives.log \
         /var/cache/ldconfig/aux-cache /var/lib/dpkg/*-old /var/cache/debconf/*-old
+# The script's hash is in the command: podman 4.3 keys no layer on a bind mount's content.
 RUN --mount=type=bind,source=scripts/create_user.sh,target=/run/create_user.sh \
-    sh /run/create_user.sh vllm 1000 \
+    : "create_user.sh sha256:44178aa8526900a7043931ec61327410649e1cf61a48aed38e22909bd29da03f" \
+    && sh /run/create_user.sh vllm 1000 \
     && mkdir -p /var/cache/vllm-forge/cuda && chmod 1777 /var/cache/vllm-forge/cuda
 # No interpreter in this stage writes bytecode on its own: .pth files import modules at every
 # start-up, and those .pyc files would be timestamp-based, i.e. carry this build's clock.
@@ -264,12 +267,13 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     && /opt/venv/bin/python -W ignore -m compileall -q -f -j 0 --invalidation-mode unchecked-hash \
         /opt/venv/lib
 COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
-# FLASHINFER_CUDA_ARCH_LIST: the arches FlashInfer builds for when it JIT-compiles (explicit, so
-# FlashInfer >= 0.6.8 does not refuse SM12x next to an nvcc older than 12.9).
+# FLASHINFER_CUDA_ARCH_LIST: the profile's FlashInfer arches, stated (this image has no nvcc, so
+# FlashInfer cannot JIT here; at 0.6.6 it names the workspace folder, and from 0.6.8 an explicit
+# list is what keeps FlashInfer from refusing SM12x next to an nvcc older than 12.9).
 # CUDA_CACHE_*: the driver JIT-compiles the PTX-only kernels (FlashAttention 2, the fp16/bf16
 # Marlin kernels: `8.0+PTX` upstream, even for a 12.0 list) at their first use; its cache
-# (256 MiB in ~/.nv by default) goes to a directory any user can write, up to 4 GiB. Mount a
-# volume there to keep that work across containers.
+# (in ~/.nv by default, 256 MiB to 1 GiB by driver) goes to a directory any user can write, up to
+# 4 GiB, the driver's maximum. Mount a volume there to keep that work across containers.
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \

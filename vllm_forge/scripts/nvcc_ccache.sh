@@ -18,4 +18,8 @@ while (($#)); do
     esac
     shift
 done
-exec ${FORGE_ADMIT:+"$FORGE_ADMIT"} ccache "${NVCC_REAL:-${CUDA_HOME:-/usr/local/cuda}/bin/nvcc}" "${args[@]}"
+nvcc=${NVCC_REAL:-${CUDA_HOME:-/usr/local/cuda}/bin/nvcc}
+if [ -n "${FORGE_ADMIT:-}" ]; then
+    exec python3 "$FORGE_ADMIT" ccache "$nvcc" "${args[@]}"
+fi
+exec ccache "$nvcc" "${args[@]}"
