@@ -221,8 +221,15 @@ def simulate(units: list[tuple[float, float]], *, jobs: int, budget_gib: float) 
 
 
 def stage_units(kinds: list[UnitKind], stage: str) -> list[tuple[float, float]]:
-    """The stage's units, heavy kinds first within the table's order (as listed)."""
-    return [(k.gib, k.seconds) for k in kinds if k.stage == stage for _ in range(k.count)]
+    """The stage's units in the order ninja is assumed to start them: each kind spread evenly
+    over the whole build (ninja follows the targets' source lists, not the units' weights)."""
+    placed = [
+        ((j + 0.5) / k.count, index, (k.gib, k.seconds))
+        for index, k in enumerate(kinds)
+        if k.stage == stage
+        for j in range(k.count)
+    ]
+    return [unit for _, _, unit in sorted(placed)]
 
 
 MACHINES = (("16 cores, 32 GB", 16, 32), ("24 cores, 64 GB", 24, 64))

@@ -1,0 +1,316 @@
+"""vllm_forge.compilebench: the ninja parser, the sample rule, and real measurements.
+
+The measuring tests run real processes: a Python child that holds ~200 MB shows a peak of at
+least that (both the polled tree sum and the kernel's ru_maxrss), a child that itself starts a
+child holding memory shows the sum, and the admission launcher keeps two heavy "units" apart. The
+network test compiles a real kernel with the index's CUDA 13 nvcc through a ninja file written
+the way FlashInfer's cpp_ext writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from vllm_forge.compilebench import (
+    Command,
+    family,
+    family_table,
+    load_commands,
+    main,
+    module_family,
+    parse_ninja,
+    rewrite,
+    run_commands,
+    sample,
+    save_commands,
+    tree_rss_bytes,
+    unit_kind,
+)
+from vllm_forge.errors import IndexError_
+from vllm_forge.verify.archcheck import pip_install_target
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "build" / ".cache"
+CUDA_TOOLKIT = "cuda-toolkit[nvcc,cudart,cccl,crt,nvvm]==13.0.2"
+MIB = 2**20
+
+# A child that holds `mib` MiB resident (touched, not just reserved) for `secs` seconds.
+HOLD = (
+    "import sys,time; b=bytearray({mib}*1048576); b[::4096]=b'x'*len(b[::4096]); time.sleep({secs})"
+)
+
+
+def hold(mib: int, secs: float) -> list[str]:
+    return [sys.executable, "-c", HOLD.format(mib=mib, secs=secs)]
+
+
+# --- ninja files as FlashInfer's cpp_ext writes them ---------------------------------------------
+
+NINJA = """\
+ninja_required_version = 1.3
+name = batch_prefill_x_head_dim_qk_128
+cuda_home = /opt/cuda
+cxx = c++
+nvcc = $cuda_home/bin/nvcc
+
+common_cflags = -DPy_LIMITED_API=0x03090000 $
+    -isystem $cuda_home/include $
+    -isystem /src/fi/include
+cflags = $common_cflags $
+    -fPIC
+post_cflags =
+cuda_cflags = $common_cflags $
+    --expt-relaxed-constexpr $
+    -gencode=arch=compute_120a,code=sm_120a $
+    -O3
+cuda_post_cflags =
+ldflags = -shared $
+    -L$cuda_home/lib64
+
+rule compile
+  command = $cxx -MMD -MF $out.d $cflags -c $in -o $out $post_cflags
+  depfile = $out.d
+  deps = gcc
+
+rule cuda_compile
+  command = $nvcc --generate-dependencies-with-compile --dependency-output $out.d $cuda_cflags -c $in -o $out $cuda_post_cflags
+  depfile = $out.d
+  deps = gcc
+
+rule link
+  command = $cxx $in $ldflags -o $out
+
+build /b/m/paged_kernel_mask_1.cuda.o: cuda_compile /gen/m/paged_kernel_mask_1.cu
+build /b/m/bind.o: compile /gen/m/bind.cpp
+
+build /b/m/m.so: link /b/m/paged_kernel_mask_1.cuda.o /b/m/bind.o
+default /b/m/m.so
+"""
+
+
+def test_parse_ninja_expands_variables_and_skips_the_link(tmp_path):
+    path = tmp_path / "m" / "build.ninja"
+    path.parent.mkdir()
+    path.write_text(NINJA)
+    cuda, cpp = parse_ninja(path)
+    assert cuda.source == "/gen/m/paged_kernel_mask_1.cu"
+    assert cuda.module == "m"
+    assert cuda.argv[:4] == [
+        "/opt/cuda/bin/nvcc",
+        "--generate-dependencies-with-compile",
+        "--dependency-output",
+        "/b/m/paged_kernel_mask_1.cuda.o.d",
+    ]
+    assert "-isystem" in cuda.argv and "/opt/cuda/include" in cuda.argv
+    assert "-gencode=arch=compute_120a,code=sm_120a" in cuda.argv
+    assert cuda.argv[-4:] == [
+        "-c",
+        "/gen/m/paged_kernel_mask_1.cu",
+        "-o",
+        "/b/m/paged_kernel_mask_1.cuda.o",
+    ]
+    assert cpp.argv[0] == "c++" and "-fPIC" in cpp.argv and "$" not in " ".join(cpp.argv)
+
+
+def test_rewrite_and_substitute_round_trip(tmp_path):
+    path = tmp_path / "m" / "build.ninja"
+    path.parent.mkdir()
+    path.write_text(NINJA)
+    commands = rewrite(parse_ninja(path), [("/opt/cuda", "@{cuda_home}"), ("/src/fi", "@{fi}")])
+    assert commands[0].argv[0] == "@{cuda_home}/bin/nvcc"
+    save_commands(commands, tmp_path / "c.json")
+    (back, _cpp) = [
+        c.substituted({"cuda_home": "/x/cuda", "fi": "/y/fi"})
+        for c in load_commands(tmp_path / "c.json")
+    ]
+    assert back.argv[0] == "/x/cuda/bin/nvcc" and "/y/fi/include" in back.argv
+
+
+def test_families_and_kinds_of_flashinfer_paths():
+    assert (
+        module_family(
+            "batch_prefill_with_kv_cache_dtype_q_bf16_dtype_kv_e4m3_dtype_o_bf16_dtype_idx_i32_head_dim_qk_256"
+        )
+        == "batch_prefill"
+    )
+    assert module_family("single_decode_with_kv_cache_dtype_q_f16") == "single_decode"
+    assert module_family("selective_state_update_s_bf16_i_bf16_w_bf16") == "selective_state_update"
+    assert module_family("fused_moe_120") == "fused_moe_120"
+    assert unit_kind("/g/batch_prefill_paged_kernel_mask_3.cu") == "batch_prefill_paged_kernel"
+    assert unit_kind("/c/gemm_groupwise_e4m3_bf16_majorfalse_sm120.cu") == unit_kind(
+        "/c/gemm_groupwise_e5m2_f16_majortrue_sm120.cu"
+    )
+
+
+def test_sample_takes_each_kind_once_from_the_largest_head_dim():
+    def cmd(module, name):
+        return Command(source=f"/g/{module}/{name}", argv=["true"], module=module)
+
+    small = "batch_prefill_with_kv_cache_dtype_q_bf16_head_dim_qk_64_head_dim_vo_64"
+    big = "batch_prefill_with_kv_cache_dtype_q_bf16_head_dim_qk_256_head_dim_vo_256"
+    commands = [
+        cmd(small, "batch_prefill_paged_kernel_mask_0.cu"),
+        cmd(big, "batch_prefill_paged_kernel_mask_0.cu"),
+        cmd(big, "batch_prefill_paged_kernel_mask_1.cu"),
+        cmd(big, "batch_prefill.cu"),
+        cmd("norm", "norm.cu"),
+    ]
+    chosen = sample(commands, "first-module")
+    assert [(c.module, Path(c.source).name) for c in chosen] == [
+        (big, "batch_prefill_paged_kernel_mask_0.cu"),
+        (big, "batch_prefill.cu"),
+        ("norm", "norm.cu"),
+    ]
+    assert {family(c) for c in chosen} == {"batch_prefill", "norm"}
+
+
+# --- real measurements ---------------------------------------------------------------------------
+
+
+def test_a_unit_holding_200_mib_shows_a_peak_of_at_least_that(tmp_path):
+    commands = [
+        Command(source="big.cu", argv=hold(200, 1.5), cwd=str(tmp_path)),
+        Command(source="small.cu", argv=hold(10, 1.0), cwd=str(tmp_path)),
+    ]
+    report = run_commands(commands, jobs=2, logs=tmp_path / "logs", progress=lambda _l: None)
+    big, small = report.units
+    assert big.exit == 0 and small.exit == 0
+    assert big.proc_peak_mib >= 200  # the kernel's high-water mark of the process
+    assert big.tree_peak_mib >= 200  # the polled sum caught it while it slept
+    assert small.peak_mib < 100
+    assert 1.4 <= big.wall_s < 10
+    assert report.peak_total_mib >= 200 + 5  # both ran at once
+    assert report.wall_s < big.wall_s + small.wall_s  # ... in parallel
+
+
+def test_the_tree_peak_sums_a_unit_and_its_children(tmp_path):
+    # A launcher (like nvcc) whose child holds 150 MiB while a second child holds 150 MiB too.
+    script = textwrap.dedent(f"""\
+        import subprocess, sys
+        a = subprocess.Popen({hold(150, 2.0)!r})
+        b = subprocess.Popen({hold(150, 2.0)!r})
+        sys.exit(a.wait() | b.wait())
+    """)
+    commands = [Command(source="nvcc-like.cu", argv=[sys.executable, "-c", script])]
+    report = run_commands(commands, jobs=1, logs=tmp_path / "logs", progress=lambda _l: None)
+    (unit,) = report.units
+    assert unit.exit == 0
+    assert unit.tree_peak_mib >= 300  # both children at once
+    assert 150 <= unit.proc_peak_mib < 300  # ru_maxrss: the largest single process only
+
+
+def test_tree_rss_of_this_process_is_positive():
+    import os
+
+    assert tree_rss_bytes(os.getpid()) > 10 * MIB
+
+
+def test_a_failing_unit_is_reported_with_its_exit_code_and_log(tmp_path):
+    commands = [
+        Command(source="bad.cu", argv=[sys.executable, "-c", "print('boom'); raise SystemExit(3)"])
+    ]
+    report = run_commands(commands, jobs=1, logs=tmp_path / "logs", progress=lambda _l: None)
+    assert report.units[0].exit == 3
+    (log,) = (tmp_path / "logs").iterdir()
+    assert "boom" in log.read_text()
+
+
+def test_admission_keeps_two_heavy_units_apart_within_the_budget(tmp_path):
+    table = tmp_path / "table.toml"
+    table.write_text(
+        '[default]\ngib = 0.1\nseconds = 1\nsource = "t"\n\n'
+        '[[unit]]\nname = "heavy"\npattern = "*heavy*"\ngib = 0.25\nseconds = 1\ncount = 2\nsource = "t"\n'
+    )
+    commands = [
+        Command(source=f"/x/heavy{i}.cu", argv=[*hold(200, 1.0), f"/x/heavy{i}.cu"])
+        for i in range(2)
+    ]
+    report = run_commands(
+        commands,
+        jobs=2,
+        logs=tmp_path / "logs",
+        budget_mib=400,  # one heavy unit (256 MiB expected) at a time
+        admit_table=table,
+        progress=lambda _l: None,
+    )
+    assert all(u.exit == 0 for u in report.units)
+    assert report.wall_s >= 2.0  # they ran one after the other
+    assert max(u.waited_s for u in report.units) >= 0.5
+    assert report.peak_total_mib < 400  # never both at once
+
+
+def test_cli_run_writes_a_report_and_a_family_table(tmp_path, capsys):
+    commands = [Command(source="@{here}/a.cu", argv=hold(50, 0.3), module="norm")]
+    save_commands(commands, tmp_path / "c.json")
+    code = main(["run", str(tmp_path / "c.json"), "-j", "1", "--root", f"here={tmp_path}",
+                 "--out", str(tmp_path), "--name", "t"])  # fmt: skip
+    assert code == 0
+    data = json.loads((tmp_path / "t" / "report.json").read_text())
+    assert data["units"][0]["source"] == f"{tmp_path}/a.cu"
+    assert data["units"][0]["peak_mib"] >= 50
+    assert "| norm | 1 |" in capsys.readouterr().out
+    assert family_table(data["units"])[2].startswith("| norm | 1 |")
+
+
+# --- a real nvcc compile, FlashInfer-style ninja file --------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cuda_home() -> Path:
+    target = CACHE / "cuda-toolkit-13.0.2"
+    try:
+        pip_install_target([CUDA_TOOLKIT], target)
+    except IndexError_ as err:
+        if "index is unreachable" in str(err):
+            reason = f"package index unreachable, cannot install {CUDA_TOOLKIT}: {err}"
+            print(reason, file=sys.stderr)
+            pytest.skip(reason)
+        raise
+    nvccs = sorted(target.glob("nvidia/*/bin/nvcc"))
+    assert nvccs, f"{CUDA_TOOLKIT} under {target} holds no nvidia/*/bin/nvcc"
+    return nvccs[0].parent.parent
+
+
+KERNEL = """\
+#include <cuda_fp16.h>
+template <int N> __global__ void axpy(__half *y, const __half *x, float a) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  #pragma unroll
+  for (int k = 0; k < N; ++k) y[i * N + k] = __float2half(a * __half2float(x[i * N + k]) + __half2float(y[i * N + k]));
+}
+template __global__ void axpy<1>(__half *, const __half *, float);
+template __global__ void axpy<8>(__half *, const __half *, float);
+"""
+
+
+@pytest.mark.network
+def test_real_nvcc_units_from_a_flashinfer_style_ninja_file(cuda_home, tmp_path):
+    gen = tmp_path / "generated" / "tiny_module"
+    gen.mkdir(parents=True)
+    (gen / "axpy_kernel_mask_0.cu").write_text(KERNEL)
+    ninja = tmp_path / "cached_ops" / "tiny_module" / "build.ninja"
+    ninja.parent.mkdir(parents=True)
+    text = NINJA.replace("/opt/cuda", "@{cuda_home}").replace(
+        "/gen/m/paged_kernel_mask_1.cu", f"{gen}/axpy_kernel_mask_0.cu"
+    )
+    text = text.replace("/b/m/", f"{ninja.parent}/").replace(
+        "-isystem /src/fi/include", "--threads=1"
+    )
+    text = text.replace("build /b/m/bind.o: compile /gen/m/bind.cpp\n", "")
+    ninja.write_text(text.replace("@{cuda_home}", str(cuda_home)))
+    commands = [c for c in parse_ninja(ninja) if c.source.endswith(".cu")]
+    assert len(commands) == 1 and commands[0].module == "tiny_module"
+    report = run_commands(commands, jobs=1, logs=tmp_path / "logs", progress=lambda _l: None)
+    (unit,) = report.units
+    assert unit.exit == 0, (tmp_path / "logs").iterdir().__next__().read_text()
+    assert Path(commands[0].output).stat().st_size > 1000
+    assert unit.family == "tiny_module"
+    # nvcc's stages (cudafe++, cicc, ptxas, the host compiler) need tens of MiB at least
+    assert unit.proc_peak_mib > 20 and unit.tree_peak_mib > 20
+    assert unit.cpu_s > 0.1 and unit.wall_s >= unit.cpu_s * 0.5
+    assert "release 13.0" in report.machine.get("nvcc", "")

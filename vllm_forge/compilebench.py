@@ -1,0 +1,677 @@
+"""Measure real compiles: wall time and peak memory of each unit, and of the whole run.
+
+`python3 -m vllm_forge.compilebench run COMMANDS.json --jobs N` runs a list of compile commands
+(JSON: [{"source", "argv", "cwd", "module"?, "output"?}, ...]) N at a time, optionally each
+through scripts/compile_admit.py with a memory budget, and writes a JSON report plus a table.
+
+How memory is measured, per unit, two ways, both reported:
+- `tree_peak_mib`: every POLL_S seconds the RSS of the unit's whole process tree (nvcc and what
+  it runs: gcc, cudafe++, cicc, ptxas), summed from /proc/<pid>/statm. This is what the machine
+  must hold at once for that unit; a spike shorter than the poll interval can be missed.
+- `proc_peak_mib`: the unit's ru_maxrss from os.wait4, i.e. the largest single process of the
+  tree, exact (the kernel's high-water mark) but never a sum of processes running together.
+`peak_mib` = the larger of the two. nvcc runs its stages one after another (one nvcc thread),
+so the two agree within a few per cent when the poll catches the peak; the whole run's peak
+(`peak_total_mib`) is the polled sum over every running unit.
+
+`ninja` turns build.ninja files (FlashInfer's cpp_ext writes one per module) into that command
+list; `flashinfer-ninja` makes those files with FlashInfer's own code (run it under a Python that
+can import FlashInfer; everything else here is standard library, so `run` works on a bare
+machine with `PYTHONPATH=.`). Paths in a command list may hold `@{name}` placeholders that
+`run --root name=DIR` fills in, so one list works where the trees sit elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+POLL_S = 0.2
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+ADMIT_SCRIPT = Path(__file__).parent / "scripts" / "compile_admit.py"
+SOURCE_SUFFIXES = (".cu", ".cpp", ".cc", ".cxx", ".c")
+
+
+# --- process-tree memory ----------------------------------------------------------------------
+
+
+def _children_map() -> dict[int, list[int]]:
+    """{ppid: [pid, ...]} for every process visible in /proc, read once."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+        rest = stat[stat.rfind(b")") + 2 :].split()
+        children.setdefault(int(rest[1]), []).append(int(entry.name))
+    return children
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_rss_bytes(pid: int, children: dict[int, list[int]] | None = None) -> int:
+    """Resident memory of a process and all its descendants, summed."""
+    children = _children_map() if children is None else children
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        total += _rss_bytes(current)
+        stack.extend(children.get(current, ()))
+    return total
+
+
+# --- the command list -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    source: str
+    argv: list[str]
+    cwd: str = "."
+    module: str = ""
+    output: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Command:
+        return cls(
+            source=data["source"],
+            argv=list(data["argv"]),
+            cwd=data.get("cwd", "."),
+            module=data.get("module", ""),
+            output=data.get("output", ""),
+        )
+
+    def substituted(self, roots: dict[str, str]) -> Command:
+        def fill(text: str) -> str:
+            for name, value in roots.items():
+                text = text.replace("@{" + name + "}", value)
+            return text
+
+        return Command(
+            source=fill(self.source),
+            argv=[fill(a) for a in self.argv],
+            cwd=fill(self.cwd),
+            module=self.module,
+            output=fill(self.output),
+        )
+
+
+def load_commands(path: Path) -> list[Command]:
+    return [Command.from_dict(d) for d in json.loads(Path(path).read_text())]
+
+
+def save_commands(commands: list[Command], path: Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps([asdict(c) for c in commands], indent=1) + "\n")
+
+
+# --- ninja files ------------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$(\{[A-Za-z0-9_.-]+\}|[A-Za-z0-9_-]+|\$|:| |\n)")
+
+
+def _ninja_lines(text: str) -> list[str]:
+    """Logical lines: `$` + newline continues a line (with the next line's indent dropped)."""
+    lines, current = [], ""
+    for raw in text.splitlines():
+        if current:
+            raw = raw.lstrip()
+        if raw.endswith("$") and not raw.endswith("$$"):
+            current += raw[:-1]
+            continue
+        lines.append(current + raw)
+        current = ""
+    if current:
+        lines.append(current)
+    return lines
+
+
+def _expand(value: str, scopes: list[dict[str, str]]) -> str:
+    def one(match: re.Match) -> str:
+        token = match.group(1)
+        if token in ("$", ":", " "):
+            return token
+        name = token.strip("{}")
+        for scope in scopes:
+            if name in scope:
+                return scope[name]
+        return ""
+
+    return _VAR.sub(one, value)
+
+
+def parse_ninja(path: Path, module: str = "") -> list[Command]:
+    """The compile commands of one ninja file: every `build` whose rule's command compiles.
+
+    Handles what FlashInfer's (and CMake's) compile files use: top-level and rule variables,
+    `$`-continued lines, `$in`/`$out`, build-level variables. Link steps are left out (a build
+    whose inputs are objects, not sources).
+    """
+    path = Path(path)
+    top: dict[str, str] = {}
+    rules: dict[str, dict[str, str]] = {}
+    commands: list[Command] = []
+    lines = _ninja_lines(path.read_text())
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line.startswith("rule "):
+            rule: dict[str, str] = {}
+            while i < len(lines) and lines[i].startswith((" ", "\t")):
+                key, _, value = lines[i].strip().partition("=")
+                rule[key.strip()] = value.strip()
+                i += 1
+            rules[line.split()[1]] = rule
+        elif line.startswith("build "):
+            local: dict[str, str] = {}
+            while i < len(lines) and lines[i].startswith((" ", "\t")):
+                key, _, value = lines[i].strip().partition("=")
+                local[key.strip()] = _expand(value.strip(), [local, top])
+                i += 1
+            head, _, tail = line[len("build ") :].partition(": ")
+            parts = tail.split()
+            rule_name, inputs = parts[0], [p for p in parts[1:] if p not in ("|", "||")]
+            inputs = [_expand(p, [top]) for p in inputs]
+            sources = [p for p in inputs if p.endswith(SOURCE_SUFFIXES)]
+            if rule_name not in rules or "command" not in rules[rule_name] or not sources:
+                continue
+            outs = [_expand(p, [top]) for p in head.split()]
+            scope = {"in": " ".join(inputs), "out": " ".join(outs), **local}
+            command = _expand(rules[rule_name]["command"], [scope, rules[rule_name], top])
+            commands.append(
+                Command(
+                    source=sources[0],
+                    argv=shlex.split(command),
+                    cwd=str(path.parent),
+                    module=module or path.parent.name,
+                    output=outs[0],
+                )
+            )
+        elif "=" in line and not line.startswith((" ", "\t")):
+            key, _, value = line.partition("=")
+            top[key.strip()] = _expand(value.strip(), [top])
+    return commands
+
+
+def rewrite(commands: list[Command], prefixes: list[tuple[str, str]]) -> list[Command]:
+    """Replace path prefixes (longest first) in every field: local trees -> @{name} placeholders."""
+    ordered = sorted(prefixes, key=lambda p: len(p[0]), reverse=True)
+
+    def fix(text: str) -> str:
+        for old, new in ordered:
+            text = text.replace(old, new)
+        return text
+
+    return [
+        Command(
+            source=fix(c.source),
+            argv=[fix(a) for a in c.argv],
+            cwd=fix(c.cwd),
+            module=c.module,
+            output=fix(c.output),
+        )
+        for c in commands
+    ]
+
+
+# --- families and the sample ------------------------------------------------------------------
+
+# FlashInfer's module name -> family: the name up to its first configuration part.
+_FAMILY_CUT = re.compile(
+    r"(_with_kv_cache|_dtype_|_s_(bf16|f32|i16)_|_head_dim|_(bf16|f16|e4m3|e5m2)(_|$)).*"
+)
+
+
+def module_family(module: str) -> str:
+    return _FAMILY_CUT.sub("", module) or module
+
+
+_KIND_TOKENS = re.compile(
+    r"_(fp8|fp4|fp16|fp32|bf16|f16|uint4|uint8|e4m3|e5m2|half|_nv_bfloat16|majortrue|majorfalse)(?=_|$)"
+)
+
+
+def unit_kind(source: str) -> str:
+    """The kind of a generated file within its module (e.g. paged_kernel_mask_1 -> paged_kernel)."""
+    stem = Path(source).name.split(".")[0]
+    stem = re.sub(r"_mask_\d+$", "", stem)
+    stem = _KIND_TOKENS.sub("", stem)
+    return re.sub(r"_+", "_", re.sub(r"(?<=[A-Za-z])\d+(?=_|$)|(?<=_)\d+(?=_|$)", "", stem))
+
+
+def family(command: Command) -> str:
+    return module_family(command.module) if command.module else Path(command.source).stem
+
+
+def sample(commands: list[Command], rule: str = "first-module") -> list[Command]:
+    """A representative subset, by a stated rule.
+
+    `first-module`: for each module family, every distinct kind of unit (file stem, masks merged)
+    of ONE module: the family's module whose name sorts last among those with the largest head
+    dimension (FlashInfer's heaviest instantiation of a family is its largest head dim).
+    `all`: everything.
+    """
+    if rule == "all":
+        return list(commands)
+    by_family: dict[str, list[Command]] = {}
+    for c in commands:
+        by_family.setdefault(family(c), []).append(c)
+    chosen: list[Command] = []
+    for fam in sorted(by_family):
+        group = by_family[fam]
+
+        def weight(module: str) -> tuple[int, str]:
+            dims = [int(d) for d in re.findall(r"head_dim(?:_qk|_vo)?_(\d+)", module)]
+            return (max(dims) if dims else 0, module)
+
+        module = max({c.module for c in group}, key=weight)
+        seen: set[str] = set()
+        for c in group:
+            if c.module != module or unit_kind(c.source) in seen:
+                continue
+            seen.add(unit_kind(c.source))
+            chosen.append(c)
+    return chosen
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+@dataclass
+class UnitResult:
+    source: str
+    module: str
+    family: str
+    exit: int
+    wall_s: float
+    cpu_s: float
+    tree_peak_mib: float
+    proc_peak_mib: float
+    waited_s: float | None = None
+
+    @property
+    def peak_mib(self) -> float:
+        return max(self.tree_peak_mib, self.proc_peak_mib)
+
+
+@dataclass
+class RunReport:
+    jobs: int
+    budget_mib: int
+    wall_s: float
+    peak_total_mib: float
+    machine: dict
+    units: list[UnitResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for unit, raw in zip(self.units, data["units"], strict=True):
+            raw["peak_mib"] = round(unit.peak_mib, 1)
+        return data
+
+
+def machine_info(first_argv: list[str] | None = None) -> dict:
+    info = {"cpus": os.cpu_count(), "platform": platform.platform()}
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        info["mem_total_gib"] = round(int(meminfo.split()[1]) / 1024**2, 1)
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if first_argv and Path(first_argv[0]).name == "nvcc":
+        try:
+            out = subprocess.run(
+                [first_argv[0], "--version"], capture_output=True, text=True, timeout=30
+            ).stdout
+            releases = [line for line in out.splitlines() if "release" in line]
+            info["nvcc"] = releases[0].strip() if releases else out.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return info
+
+
+class _Poller(threading.Thread):
+    """Samples the RSS of each running unit's tree; keeps per-unit and whole-run peaks."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.running: dict[int, int] = {}  # pid -> unit index
+        self.peaks: dict[int, int] = {}
+        self.peak_total = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(POLL_S):
+            self.sample()
+
+    def sample(self) -> None:
+        with self.lock:
+            running = dict(self.running)
+        if not running:
+            return
+        children = _children_map()
+        total = 0
+        for pid, index in running.items():
+            rss = tree_rss_bytes(pid, children)
+            total += rss
+            with self.lock:
+                if index in self.peaks:
+                    self.peaks[index] = max(self.peaks[index], rss)
+        self.peak_total = max(self.peak_total, total)
+
+
+def run_commands(
+    commands: list[Command],
+    jobs: int,
+    logs: Path,
+    budget_mib: int = 0,
+    admit_table: Path | None = None,
+    admit_dir: Path | None = None,
+    progress=print,
+) -> RunReport:
+    """Run the commands `jobs` at a time and measure them (see the module docstring)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    prefix: list[str] = []
+    if budget_mib:
+        prefix = [sys.executable, str(ADMIT_SCRIPT)]
+        admit_dir = admit_dir or logs / "admit"
+        admit_dir.mkdir(parents=True, exist_ok=True)
+        (admit_dir / "units.jsonl").unlink(missing_ok=True)
+        env["FORGE_MEM_BUDGET_MIB"] = str(budget_mib)
+        env["FORGE_ADMIT_DIR"] = str(admit_dir)
+        if admit_table:
+            env["FORGE_ADMIT_TABLE"] = str(admit_table)
+    poller = _Poller()
+    poller.start()
+    results: list[UnitResult | None] = [None] * len(commands)
+    running: dict[int, tuple[int, subprocess.Popen, float, object]] = {}
+    pending = list(range(len(commands)))
+    start = time.monotonic()
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                index = pending.pop(0)
+                command = commands[index]
+                if command.output:  # nvcc writes its object and depfile but makes no folders
+                    Path(command.cwd, command.output).parent.mkdir(parents=True, exist_ok=True)
+                log = open(logs / f"{index:04d}-{Path(command.source).name}.log", "wb")  # noqa: SIM115 (closed when the unit ends)
+                log.write((shlex.join(command.argv) + "\n\n").encode())
+                log.flush()
+                proc = subprocess.Popen(
+                    prefix + command.argv,
+                    cwd=command.cwd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+                with poller.lock:
+                    poller.running[proc.pid] = index
+                    poller.peaks[index] = 0
+                running[proc.pid] = (index, proc, time.monotonic(), log)
+            pid, status, usage = os.wait4(-1, 0)
+            if pid not in running:
+                continue
+            index, proc, began, log = running.pop(pid)
+            proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+            wall = time.monotonic() - began
+            with poller.lock:
+                poller.running.pop(pid, None)
+                tree_peak = poller.peaks.pop(index, 0)
+            log.close()
+            command = commands[index]
+            results[index] = UnitResult(
+                source=command.source,
+                module=command.module,
+                family=family(command),
+                exit=proc.returncode,
+                wall_s=round(wall, 2),
+                cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
+                tree_peak_mib=round(tree_peak / 2**20, 1),
+                proc_peak_mib=round(usage.ru_maxrss / 1024, 1),
+            )
+            done = sum(r is not None for r in results)
+            unit = results[index]
+            progress(
+                f"[{done}/{len(commands)}] {unit.exit:>3} {unit.wall_s:7.1f} s "
+                f"{unit.peak_mib / 1024:5.2f} GiB  {Path(command.source).name} ({unit.family})"
+            )
+    except BaseException:
+        for _index, proc, _began, _log in running.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for _index, proc, _began, _log in running.values():
+            proc.wait()
+        raise
+    finally:
+        poller.stop.set()
+        poller.join()
+    wall = time.monotonic() - start
+    if budget_mib and admit_dir:
+        waited = {}
+        path = admit_dir / "units.jsonl"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                waited[record["source"]] = record["waited"]
+        for result in results:
+            if result is not None:
+                result.waited_s = waited.get(result.source)
+    return RunReport(
+        jobs=jobs,
+        budget_mib=budget_mib,
+        wall_s=round(wall, 1),
+        peak_total_mib=round(poller.peak_total / 2**20, 1),
+        machine=machine_info(commands[0].argv if commands else None),
+        units=[r for r in results if r is not None],
+    )
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.1f} / {statistics.median(values):.1f} / {max(values):.1f}"
+
+
+def family_table(units: list[dict]) -> list[str]:
+    """Markdown rows: per family, units, peak GiB and seconds as min / median / max."""
+    by_family: dict[str, list[dict]] = {}
+    for unit in units:
+        by_family.setdefault(unit["family"], []).append(unit)
+    rows = [
+        "| family | units | peak RSS GiB min / median / max | seconds min / median / max |",
+        "| --- | --- | --- | --- |",
+    ]
+    for fam in sorted(by_family, key=lambda f: -max(u["peak_mib"] for u in by_family[f])):
+        group = by_family[fam]
+        peaks = [u["peak_mib"] / 1024 for u in group]
+        secs = [u["wall_s"] for u in group]
+        rows.append(f"| {fam} | {len(group)} | {_spread(peaks)} | {_spread(secs)} |")
+    return rows
+
+
+def unit_table(units: list[dict]) -> list[str]:
+    rows = ["| unit | family | exit | wall s | cpu s | peak GiB (tree / process) |",
+            "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for u in sorted(units, key=lambda u: -u["peak_mib"]):
+        rows.append(
+            f"| {Path(u['source']).name} | {u['family']} | {u['exit']} | {u['wall_s']:.1f} | "
+            f"{u['cpu_s']:.1f} | {u['tree_peak_mib'] / 1024:.2f} / {u['proc_peak_mib'] / 1024:.2f} |"
+        )
+    return rows
+
+
+# --- FlashInfer's own ninja files -------------------------------------------------------------
+
+
+def write_flashinfer_ninja(src: Path, build_dir: Path, cutlass: Path | None = None) -> list[Path]:
+    """Write build.ninja for every module of FlashInfer's default AOT set, with its own code.
+
+    Run under a Python that imports FlashInfer from `src` (torch, apache-tvm-ffi installed), with
+    FLASHINFER_CUDA_ARCH_LIST and CUDA_HOME set as the real build sets them: the module set and
+    the flags depend on nvcc's version (`CUDA_HOME/bin/nvcc --version`). Nothing is compiled.
+    """
+    sys.path.insert(0, str(src))
+    from flashinfer import aot  # noqa: PLC0415  (FlashInfer's environment only)
+    from flashinfer.jit import env as jit_env  # noqa: PLC0415
+
+    cutlass = cutlass or src / "3rdparty" / "cutlass"
+    jit_env.FLASHINFER_CSRC_DIR = src / "csrc"
+    jit_env.FLASHINFER_INCLUDE_DIR = src / "include"
+    jit_env.CUTLASS_INCLUDE_DIRS = [cutlass / "include", cutlass / "tools" / "util" / "include"]
+    jit_env.SPDLOG_INCLUDE_DIR = src / "3rdparty" / "spdlog" / "include"
+    jit_env.FLASHINFER_WORKSPACE_DIR = build_dir
+    jit_env.FLASHINFER_JIT_DIR = build_dir / "cached_ops"
+    jit_env.FLASHINFER_GEN_SRC_DIR = build_dir / "generated"
+    jit_env.FLASHINFER_JIT_DIR.mkdir(parents=True, exist_ok=True)
+    jit_env.FLASHINFER_GEN_SRC_DIR.mkdir(parents=True, exist_ok=True)
+    cfg = aot.get_default_config()
+    caps = aot.detect_sm_capabilities()
+    specs = aot.gen_all_modules(
+        cfg["f16_dtype"], cfg["f8_dtype"], cfg["fa2_head_dim"], cfg["fa3_head_dim"],
+        cfg["use_sliding_window"], cfg["use_logits_soft_cap"], caps, cfg["add_comm"],
+        cfg["add_gemma"], cfg["add_oai_oss"], cfg["add_moe"], cfg["add_act"], cfg["add_misc"],
+        cfg["add_xqa"],
+    )  # fmt: skip
+    paths = []
+    for spec in specs:
+        spec.write_ninja()
+        paths.append(spec.ninja_path)
+    return paths
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def _pairs(values: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep:
+            raise SystemExit(f"compilebench: expected NAME=VALUE, got {value!r}")
+        pairs.append((key, rest))
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="compilebench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("run", help="run a command list and measure each unit")
+    p.add_argument("commands", type=Path)
+    p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--root", action="append", default=[], help="NAME=DIR fills @{NAME}")
+    p.add_argument("--budget-gib", type=float, default=0, help="admit via compile_admit.py")
+    p.add_argument("--admit-table", type=Path)
+    p.add_argument("--only", action="append", default=[], help="fnmatch on the source path")
+    p.add_argument("--sample", default="all", choices=["all", "first-module"])
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("build/compilebench"))
+    p.add_argument("--name", default="run")
+
+    p = sub.add_parser("ninja", help="build.ninja files -> command list JSON")
+    p.add_argument("ninja", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--prefix", action="append", default=[], help="OLD=NEW path rewrite")
+
+    p = sub.add_parser("flashinfer-ninja", help="write FlashInfer's AOT ninja files (its env)")
+    p.add_argument("--src", type=Path, required=True)
+    p.add_argument("--build-dir", type=Path, required=True)
+    p.add_argument("--cutlass", type=Path)
+
+    p = sub.add_parser("table", help="print a report's tables again")
+    p.add_argument("reports", nargs="+", type=Path)
+
+    args = parser.parse_args(argv)
+    if args.cmd == "flashinfer-ninja":
+        paths = write_flashinfer_ninja(args.src.resolve(), args.build_dir.resolve(), args.cutlass)
+        print(f"{len(paths)} ninja files under {args.build_dir}")
+        return 0
+    if args.cmd == "ninja":
+        commands = [c for path in args.ninja for c in parse_ninja(path)]
+        commands = rewrite(commands, _pairs(args.prefix))
+        save_commands(commands, args.out)
+        print(f"{len(commands)} compile commands from {len(args.ninja)} ninja files -> {args.out}")
+        return 0
+    if args.cmd == "table":
+        for path in args.reports:
+            data = json.loads(path.read_text())
+            print(f"## {path}: jobs {data['jobs']}, wall {data['wall_s']} s, "
+                  f"peak total {data['peak_total_mib'] / 1024:.2f} GiB")  # fmt: skip
+            print("\n".join(family_table(data["units"])))
+            print("\n".join(unit_table(data["units"])))
+        return 0
+
+    commands = [c.substituted(dict(_pairs(args.root))) for c in load_commands(args.commands)]
+    commands = sample(commands, args.sample)
+    if args.only:
+        commands = [c for c in commands if any(fnmatch.fnmatch(c.source, o) for o in args.only)]
+    if args.limit:
+        commands = commands[: args.limit]
+    if not commands:
+        print("compilebench: no commands selected", file=sys.stderr)
+        return 2
+    out = args.out / args.name
+    # A SIGTERM becomes SystemExit, so run_commands ends every unit's process group on its way out.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
+    print(f"compilebench: {len(commands)} units, {args.jobs} jobs, budget {args.budget_gib} GiB")
+    report = run_commands(
+        commands,
+        jobs=args.jobs,
+        logs=out / "logs",
+        budget_mib=round(args.budget_gib * 1024),
+        admit_table=args.admit_table,
+        progress=lambda line: print(line, flush=True),
+    )
+    data = report.to_dict()
+    (out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
+    print(f"\nwall {report.wall_s} s, peak total {report.peak_total_mib / 1024:.2f} GiB, "
+          f"{report.machine}")  # fmt: skip
+    print("\n".join(family_table(data["units"])))
+    print("\n".join(unit_table(data["units"])))
+    failed = [u for u in report.units if u.exit != 0]
+    if failed:
+        print(f"compilebench: {len(failed)} of {len(report.units)} units failed; see {out}/logs")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
