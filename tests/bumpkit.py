@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from vllm_forge import cli, sources
+from vllm_forge import cli
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -444,6 +444,47 @@ def _vllm_requires(torch: str, vision: str, audio: str, flashinfer: str) -> list
     ]
 
 
+BUILD_TOOLS = (
+    ("setuptools", "80.9.0"),
+    ("packaging", "25.0"),
+    ("wheel", "0.45.1"),
+    ("ninja", "1.13.0"),
+    ("numpy", "2.2.6"),
+    ("nvidia-ml-py", "13.580.82"),
+    ("nvidia-nvshmem-cu12", "3.3.20"),
+    ("apache-tvm-ffi", "0.1.6"),
+    ("build", "1.3.0"),
+)
+
+
+def sdist_bytes(name: str, version: str) -> bytes:
+    """A minimal sdist, byte-for-byte the same every time: the files the build lock reads."""
+    files = {
+        # no FetchContent: the bump's re-reading of the source pins finds nothing to fetch
+        "CMakeLists.txt": "cmake_minimum_required(VERSION 3.26)\nproject(vllm LANGUAGES CXX)\n",
+        "pyproject.toml": '[build-system]\nrequires = [\n  "setuptools>=77",\n  "torch",\n]\n',
+        "requirements/build.txt": "setuptools>=77\nwheel\ntorch\n",
+    }
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for relative, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}-{version}/{relative}")
+            info.size, info.mtime = len(data), 0
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(tar_bytes.getvalue(), mtime=0)
+
+
+def sdist_sha256(name: str, version: str) -> str:
+    return hashlib.sha256(sdist_bytes(name, version)).hexdigest()
+
+
+def make_sdist(directory: Path, name: str, version: str) -> Path:
+    path = directory / f"{name}-{version}.tar.gz"
+    path.write_bytes(sdist_bytes(name, version))
+    return path
+
+
 def build_index(directory: Path, *, cu129: bool = False) -> IndexState:
     """vLLM 0.20.0 needs a CUDA 13 torch; 0.19.2rc1 is a pre-release; 0.19.3 is yanked.
 
@@ -460,7 +501,7 @@ def build_index(directory: Path, *, cu129: bool = False) -> IndexState:
             _vllm_requires("2.10.1", "0.25.1", "2.10.1", "0.6.6"),
             padding=PAD,
         )
-        (directory / "vllm-0.19.5.tar.gz").write_bytes(b"sdist 0.19.5")
+        make_sdist(directory, "vllm", "0.19.5")
         make_wheel(directory, "torch", "2.10.1", TORCH, ["filelock", CU129], padding=PAD)
         make_wheel(directory, "torchvision", "0.25.1", TORCH, ["torch==2.10.1"])
         make_wheel(directory, "torchaudio", "2.10.1", TORCH, ["torch==2.10.1"])
@@ -476,7 +517,7 @@ def build_index(directory: Path, *, cu129: bool = False) -> IndexState:
         "0.18.0": ("2.9.0", "0.24.0", "2.9.0", "0.6.5"),
     }.items():
         make_wheel(directory, "vllm", version, vllm, _vllm_requires(*pins), padding=PAD)
-        (directory / f"vllm-{version}.tar.gz").write_bytes(f"sdist {version}".encode())
+        make_sdist(directory, "vllm", version)
     make_wheel(directory, "vllm", "0.19.1", "cp38-abi3-manylinux_2_31_aarch64", [])
     for torch, cuda in (("2.11.0", CU130), ("2.10.0", CU128), ("2.9.0", CU128)):
         make_wheel(directory, "torch", torch, TORCH, ["filelock", cuda], padding=PAD)
@@ -494,6 +535,9 @@ def build_index(directory: Path, *, cu129: bool = False) -> IndexState:
     for name, version in (("requests", "2.32.0"), ("filelock", "3.13.0")):
         make_wheel(directory, name, version, ANY, [])
     make_wheel(directory, "nvidia-cuda-runtime-cu12", "12.8.90", "py3-none-manylinux_2_17_x86_64")
+    # What the compile stages need (the build lock): vLLM's sdist's and flashinfer-jit-cache's.
+    for name, version in BUILD_TOOLS:
+        make_wheel(directory, name, version, ANY, [])
     return IndexState(directory=directory, yanked={f"vllm-0.19.3-{vllm}.whl"})
 
 
@@ -627,7 +671,7 @@ def write_pins(
         + digests["12.8.0-cudnn-devel-ubuntu24.04"],
         index=index_url,
         revision=REVISION,
-        old_sha="0" * 64,
+        old_sha=sdist_sha256("vllm", "0.18.0"),
     )
     project = tmp_path / "project"
     project.mkdir()
@@ -639,24 +683,7 @@ def write_pins(
     monkeypatch.setenv("PIP_INDEX_URL", index_url)
     monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
     monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
-    # Re-reading vLLM's CMake pins needs the real sdist and GitHub (tests/test_sources.py does
-    # that against local repositories); here the bump writes source pins with no sources.
-    monkeypatch.setattr(sources, "write_regenerated", _empty_source_pins)
     return path
-
-
-def _empty_source_pins(resolved, project, **_kw) -> Path:
-    vllm, flashinfer = sources.expected_identity(resolved)
-    target = project.lock_dir / sources.pins_file_name(resolved.profile)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(
-        sources.format_pins(
-            sources.SourcePins(
-                profile=resolved.profile, vllm=vllm, flashinfer=flashinfer, sources=()
-            )
-        )
-    )
-    return target
 
 
 @pytest.fixture

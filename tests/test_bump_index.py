@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from pathlib import Path
 
 import bumpkit
 import pytest
-from bumpkit import CU128, PINS, PROFILES, REVISION, TORCH, LoopbackIndex, bump, free_port
+from bumpkit import (
+    CU128,
+    PINS,
+    PROFILES,
+    REVISION,
+    TORCH,
+    LoopbackIndex,
+    bump,
+    free_port,
+)
 
 from vllm_forge import pipconfig
 from vllm_forge.bump import http
@@ -64,7 +72,7 @@ def test_solver_over_http_refuses_cuda13_torch_and_reads_only_what_it_needs(inde
     found = solve(SimpleIndex(index.url), Target(python="3.12", cuda="12.8"), need_sdist=True)
     assert (found.vllm, found.torch, found.flashinfer) == ("0.19.1", "2.10.0", "0.6.6")
     assert found.skipped[0].startswith("vllm 0.20.0: torch 2.11.0 is a CUDA 13.0 build")
-    expected = hashlib.sha256(b"sdist 0.19.1").hexdigest()
+    expected = bumpkit.sdist_sha256("vllm", "0.19.1")
     assert found.vllm_sdist_sha256 == expected
     wheels = {path.rsplit("/", 1)[1] for path in index.fetched()}
     assert not any(
@@ -109,7 +117,7 @@ def test_bump_moves_every_pin_keeps_the_layout_and_relocks(pins, capsys):
         cudnn=new["cudnn"],
         index=_index_url(before),
         revision=REVISION,
-        old_sha=hashlib.sha256(b"sdist 0.19.1").hexdigest(),
+        old_sha=bumpkit.sdist_sha256("vllm", "0.19.1"),
     )
     expected = (
         expected.replace('version = "2.9.0"', 'version = "2.10.0"')
@@ -135,6 +143,9 @@ def test_bump_moves_every_pin_keeps_the_layout_and_relocks(pins, capsys):
         lock = (locks / f"{profile}.txt").read_text()
         assert "vllm==0.19.1" in lock and "torch==2.10.0" in lock and "--hash=sha256:" in lock
         assert f"lock: wrote {locks / profile}.txt" in out
+        build = (locks / f"{profile}-build.txt").read_text()  # the compile stages' tools
+        assert "wheel==0.45.1" in build and "torch==" not in build
+        assert f"lock: wrote {locks / profile}-build.txt" in out
 
 
 def _index_url(text: str) -> str:

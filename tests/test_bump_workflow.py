@@ -9,6 +9,7 @@ from pathlib import Path
 import bumpkit
 from bumpkit import PROFILES, bump
 
+from vllm_forge import sources
 from vllm_forge.errors import ConfigError, IndexError_
 
 index, registry, pins = bumpkit.index, bumpkit.registry, bumpkit.pins  # fixtures
@@ -43,6 +44,11 @@ def test_an_outdated_profile_gives_a_pr_of_the_pins_and_every_rewritten_lock(pin
     ]
     for changed in outputs["paths"]:
         assert (path.parent / changed).is_file()
+    # vLLM's CMake pins re-read from the new sdist (it declares none); FlashInfer's entry kept,
+    # its commit unchanged: nothing was asked of its git server
+    fresh = sources.read_pins(path.parent / "locks" / "sources-rtx5090.toml")
+    assert [(s.name, s.commit) for s in fresh.sources] == [("flashinfer", bumpkit.REVISION)]
+    assert fresh.vllm == f"sdist sha256:{bumpkit.sdist_sha256('vllm', '0.19.1')}"
     body = Path(outputs["body-path"]).read_text()
     assert "vllm.version" in body and "0.18.0 → 0.19.1" in body
     assert "A person must act on these before merging" in body

@@ -120,5 +120,7 @@ def test_an_unchanged_copy_of_the_pins_needs_no_relock(tmp_path, monkeypatch):
         raise AssertionError("re-resolved a profile whose lock is current")
 
     monkeypatch.setattr(lock, "make_lock", resolve_again)
+    monkeypatch.setattr(lock, "make_build_lock", resolve_again)  # the build locks too
+    monkeypatch.setattr(lock.upstream, "vllm_source", resolve_again)  # no sdist download
     assert lock.refresh(elsewhere(tmp_path), log=lambda _line: None) == []
     assert not (tmp_path / "locks").exists()

@@ -272,5 +272,7 @@ def test_runtime_sets_flashinfer_arches_and_a_shared_driver_cache(doc):
     assert 'FLASHINFER_CUDA_ARCH_LIST="12.0a"' in runtime
     assert f"CUDA_CACHE_PATH={render.CUDA_CACHE_PATH}" in runtime
     assert f"CUDA_CACHE_MAXSIZE={4 * 1024**3}" in runtime
-    assert f"chmod 1777 {render.CUDA_CACHE_PATH}" in runtime
+    assert f"chmod 1777 {render.CACHE_ROOT} {render.CUDA_CACHE_PATH}" in runtime
+    for cache in ("XDG_CACHE_HOME", "HF_HOME", "TRITON_CACHE_DIR", "FLASHINFER_WORKSPACE_BASE"):
+        assert f"    {cache}={render.CACHE_ROOT}" in runtime, cache
     assert "sh /run/create_user.sh vllm 1000" in runtime and "useradd" not in runtime

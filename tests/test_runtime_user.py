@@ -87,7 +87,7 @@ def test_user_step_replaces_the_uid_1000_user_of_an_ubuntu_like_base(engine, tmp
         assert run("getent", "passwd", "1000").startswith("vllm:x:1000:1000:")
         assert run("getent", "group", "1000").startswith("vllm:x:1000:")
         assert run("sh", "-c", "getent passwd ubuntu || echo gone; ls /home") == "gone\nvllm"
-        assert run("stat", "-c", "%a", render.CUDA_CACHE_PATH) == "1777"
+        assert run("stat", "-c", "%a", render.CUDA_CACHE_PATH, render.CACHE_ROOT) == "1777\n1777"
     finally:
         for tag in tags:
             engine.remove_image(tag)

@@ -226,8 +226,10 @@ def plant(tmp_path_factory, registry) -> Plant:
                 + digests["12.8.0-cudnn-devel-ubuntu24.04"],
                 index="",  # the user's index: PIP_INDEX_URL, with its credentials
                 revision=REVISION,
-                old_sha="0" * 64,
+                old_sha=bumpkit.sdist_sha256("vllm", "0.18.0"),
             )
+            # not the checkout's own pins once bumped: its packaged locks must not serve them
+            .replace('platform = "x86_64-manylinux_2_39"', 'platform = "x86_64-manylinux_2_35"')
         )
         pins = ["--pins", str(reachable), "--profile", tinybuild.PROFILE]
         result = plant.forge("render", "render", *pins)

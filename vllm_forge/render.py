@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 TEMPLATE = "Dockerfile.j2"
 # The driver's cache of PTX it JIT-compiled, in the runtime image: writable by any user, and the
 # largest size the driver accepts (4 GiB; its default is 256 MiB).
-CUDA_CACHE_PATH = "/var/cache/vllm-forge/cuda"
+CACHE_ROOT = "/var/cache/vllm-forge"  # everything written at run time worth keeping: one volume
+CUDA_CACHE_PATH = f"{CACHE_ROOT}/cuda"
 CUDA_CACHE_MAX_SIZE = 4 * 1024**3
 # The compile admission launcher (scripts/compile_admit.py) and its table, as the compile steps
 # mount them; CMake puts the launcher in front of ccache for every CUDA and C++ compile.
@@ -75,6 +76,7 @@ def template_context(pins: Pins, source_pins: sources.SourcePins | None = None) 
         "prune_record": prune.RECORD,
         "prune_record_dir": prune.RECORD.rpartition("/")[0],
         "source_date_epoch": pins.source_date_epoch,
+        "cache_root": CACHE_ROOT,
         "cuda_cache_path": CUDA_CACHE_PATH,
         "cuda_cache_max_size": CUDA_CACHE_MAX_SIZE,
         "forge_dir": FORGE_DIR,
@@ -148,6 +150,11 @@ def write_context(pins: Pins, project: Project, *, need_sources: bool = True, lo
     (out_dir / "lock").mkdir(exist_ok=True)
     (out_dir / "lock" / "deps.txt").write_text(parts.deps)
     (out_dir / "lock" / "vllm.txt").write_text(parts.vllm)
+    build_lock = out_dir / "lock" / "build.txt"
+    if (build_text := lock.read_fresh_build_lock(pins, project)) is not None:
+        build_lock.write_text(build_text)
+    else:
+        build_lock.unlink(missing_ok=True)
     for sub, source in (("probe", project.probe_sources), ("scripts", project.context_scripts)):
         target = out_dir / sub
         if target.exists():

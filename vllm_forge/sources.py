@@ -1191,9 +1191,12 @@ def regenerate(
     *,
     ca_bundle: str | None = None,
     git: Git | None = None,
+    previous: SourcePins | None = None,
 ) -> SourcePins:
     """The source pins of `pins`' profile, read from the vLLM source (sdist or tree): tags
-    resolved with `git ls-remote`, submodule commits read from each pinned commit's tree."""
+    resolved with `git ls-remote`, submodule commits read from each pinned commit's tree.
+    FlashInfer's entry is taken from `previous` pins when its commit is still the pinned one
+    (a bump that moves only vLLM asks nothing about FlashInfer)."""
     git = git or Git(git_environment(ca_bundle))
     files = cmake_files(vllm_source)
     sources: list[Source] = []
@@ -1223,7 +1226,14 @@ def regenerate(
                 ),
             )
         )
-    if pins.builds_flashinfer:
+    kept = [
+        s
+        for s in (previous.sources if previous else ())
+        if s.used_by == "flashinfer-jit-cache" and s.commit == pins.flashinfer.revision
+    ]
+    if pins.builds_flashinfer and kept:
+        sources.append(kept[0])
+    elif pins.builds_flashinfer:
         fi = pins.flashinfer
         commit = (
             fi.revision if _HEX40.match(fi.revision) else git.resolve_tag(fi.git_url, fi.revision)
@@ -1341,7 +1351,22 @@ def write_regenerated(
         if pins.vllm.source != "sdist":
             raise ConfigError("--regenerate of a git vLLM source: pass --vllm-source DIR")
         vllm_source = fetch_sdist(project, pins)
-    fresh = regenerate(pins, vllm_source, project.cache / "sources-git", ca_bundle=ca_bundle)
+    # Entries to carry over (FlashInfer's, where its commit did not move): this profile's pins
+    # first, then any other profile's.
+    known = [*pins_candidates(project, pins.profile)]
+    known += sorted(
+        {*project.lock_dir.glob("sources-*.toml"), *PACKAGED_LOCKS.glob("sources-*.toml")}
+    )
+    carried = [
+        source
+        for path in dict.fromkeys(known)
+        if path.is_file()
+        for source in read_pins(path).sources
+    ]
+    previous = SourcePins(profile=pins.profile, vllm="", flashinfer="", sources=tuple(carried))
+    fresh = regenerate(
+        pins, vllm_source, project.cache / "sources-git", ca_bundle=ca_bundle, previous=previous
+    )
     shutil.rmtree(project.cache / "sources-git", ignore_errors=True)
     target = project.lock_dir / pins_file_name(pins.profile)
     target.parent.mkdir(parents=True, exist_ok=True)

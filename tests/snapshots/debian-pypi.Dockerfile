@@ -124,7 +124,7 @@ RUN --mount=type=cache,id=vllm-forge-apt-debian-pypi-runtime,target=/var/cache/a
 RUN --mount=type=bind,source=scripts/create_user.sh,target=/run/create_user.sh \
     : "create_user.sh sha256:44178aa8526900a7043931ec61327410649e1cf61a48aed38e22909bd29da03f" \
     && sh /run/create_user.sh vllm 1000 \
-    && mkdir -p /var/cache/vllm-forge/cuda && chmod 1777 /var/cache/vllm-forge/cuda
+    && mkdir -p /var/cache/vllm-forge/cuda && chmod 1777 /var/cache/vllm-forge /var/cache/vllm-forge/cuda
 # No interpreter in this stage writes bytecode on its own: .pth files import modules at every
 # start-up, and those .pyc files would be timestamp-based, i.e. carry this build's clock.
 # Every .pyc in the image comes from the one compileall below, hash-based, forced.
@@ -169,14 +169,20 @@ COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
 # CUDA_CACHE_*: the driver JIT-compiles the PTX-only kernels (FlashAttention 2, the fp16/bf16
 # Marlin kernels: `8.0+PTX` upstream, even for a 12.0 list) at their first use; its cache
 # (in ~/.nv by default, 256 MiB to 1 GiB by driver) goes to a directory any user can write, up to
-# 4 GiB, the driver's maximum. Mount a volume there to keep that work across containers.
+# 4 GiB, the driver's maximum. The other run-time caches go under the same root (vLLM's
+# torch.compile and Triton kernels, Hugging Face downloads, Triton's own cache, FlashInfer's
+# workspace): one volume at /var/cache/vllm-forge keeps all of it (`nox -s serve` mounts one).
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     FLASHINFER_CUDA_ARCH_LIST="12.0a" \
     CUDA_CACHE_PATH=/var/cache/vllm-forge/cuda \
-    CUDA_CACHE_MAXSIZE=4294967296
+    CUDA_CACHE_MAXSIZE=4294967296 \
+    XDG_CACHE_HOME=/var/cache/vllm-forge \
+    HF_HOME=/var/cache/vllm-forge/huggingface \
+    TRITON_CACHE_DIR=/var/cache/vllm-forge/triton \
+    FLASHINFER_WORKSPACE_BASE=/var/cache/vllm-forge/flashinfer
 LABEL io.github.vllm-forge.base.devel="localhost/vllm-forge/debian:bookworm" \
       io.github.vllm-forge.base.runtime="localhost/vllm-forge/debian:bookworm" \
       io.github.vllm-forge.cuda="12.8" \

@@ -63,11 +63,19 @@ ENTRYPOINT ["/usr/local/bin/kernel-probe"]
 # torch: the pinned CUDA 12.8 build vLLM compiles against
 ###############################################################################################
 FROM toolchain AS torch
-COPY lock/ /lock/
+COPY lock/deps.txt /lock/deps.txt
 RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
     pip install --no-deps --require-hashes -r /lock/deps.txt
+# Both compiles' build tools (vLLM's requirements/build.txt and pyproject, FlashInfer's jit-cache
+# build requirements, `build`), hash-locked against the runtime lock's versions (`nox -s lock`):
+# nothing is resolved at build time. Its own step, so a change here does not reinstall torch.
+COPY lock/build.txt /lock/build.txt
+RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
+    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
+    pip install --no-deps --require-hashes -r /lock/build.txt
 
 ###############################################################################################
 # vllm-source: vLLM's source, pinned by the sdist's sha256
@@ -115,11 +123,8 @@ ENV VLLM_CUTLASS_SRC_DIR=/src/deps/cutlass \
     CMAKE_ARGS="-DFETCHCONTENT_FULLY_DISCONNECTED=ON -DCMAKE_POLICY_DEFAULT_CMP0170=NEW -DCMAKE_CUDA_COMPILER_LAUNCHER=python3;/opt/forge/compile_admit.py;ccache -DCMAKE_CXX_COMPILER_LAUNCHER=python3;/opt/forge/compile_admit.py;ccache" \
     VLLM_FORGE_SOURCES="cutlass@f3fde58372d33e9a5650ba7b80fc48b3b49d40c8 flashmla@692917b1cda61b93ac9ee2d846ec54e75afe87b1 qutlass@830d2c4537c7396e14a02a46fbddd18b5d107c65 triton_kernels@7c56a5e40f7fd928dfd5c72902d5def0097db73a vllm-flash-attn@29210221863736a08f71a866459e368ad1ac4a95"
 WORKDIR /src/vllm
-RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
-    --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
-    --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
-    python use_existing_torch.py \
-    && pip install -r requirements/build.txt
+# use_existing_torch.py drops vLLM's torch pins: the lock's torch is the one it builds against.
+RUN python use_existing_torch.py
 # The compile admission launcher and its unit table (copied, so that a change to either is a
 # change to this stage on both engines; podman 4.3 keys no layer on a bind mount's content).
 COPY scripts/compile_admit.py scripts/compile_memory.toml /opt/forge/
@@ -167,8 +172,7 @@ RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
     --mount=type=cache,id=vllm-forge-ccache,target=/root/.ccache \
     --mount=type=bind,from=vllm-build,source=/wheels,target=/run/after-vllm-build \
-    pip install build \
-    && ccache --zero-stats >/dev/null \
+    ccache --zero-stats >/dev/null \
     && cd /src/flashinfer/flashinfer-jit-cache \
     && FLASHINFER_CUDA_ARCH_LIST="12.0a" MAX_JOBS="$MAX_JOBS" \
         FLASHINFER_NVCC="bash /opt/forge/nvcc_ccache.sh" FORGE_ADMIT=/opt/forge/compile_admit.py \
@@ -228,7 +232,7 @@ RUN --mount=type=cache,id=vllm-forge-apt-rtx5090-runtime,target=/var/cache/apt,s
 RUN --mount=type=bind,source=scripts/create_user.sh,target=/run/create_user.sh \
     : "create_user.sh sha256:44178aa8526900a7043931ec61327410649e1cf61a48aed38e22909bd29da03f" \
     && sh /run/create_user.sh vllm 1000 \
-    && mkdir -p /var/cache/vllm-forge/cuda && chmod 1777 /var/cache/vllm-forge/cuda
+    && mkdir -p /var/cache/vllm-forge/cuda && chmod 1777 /var/cache/vllm-forge /var/cache/vllm-forge/cuda
 # No interpreter in this stage writes bytecode on its own: .pth files import modules at every
 # start-up, and those .pyc files would be timestamp-based, i.e. carry this build's clock.
 # Every .pyc in the image comes from the one compileall below, hash-based, forced.
@@ -273,14 +277,20 @@ COPY --from=kernel-probe /out/kernel-probe /usr/local/bin/kernel-probe
 # CUDA_CACHE_*: the driver JIT-compiles the PTX-only kernels (FlashAttention 2, the fp16/bf16
 # Marlin kernels: `8.0+PTX` upstream, even for a 12.0 list) at their first use; its cache
 # (in ~/.nv by default, 256 MiB to 1 GiB by driver) goes to a directory any user can write, up to
-# 4 GiB, the driver's maximum. Mount a volume there to keep that work across containers.
+# 4 GiB, the driver's maximum. The other run-time caches go under the same root (vLLM's
+# torch.compile and Triton kernels, Hugging Face downloads, Triton's own cache, FlashInfer's
+# workspace): one volume at /var/cache/vllm-forge keeps all of it (`nox -s serve` mounts one).
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     FLASHINFER_CUDA_ARCH_LIST="12.0a" \
     CUDA_CACHE_PATH=/var/cache/vllm-forge/cuda \
-    CUDA_CACHE_MAXSIZE=4294967296
+    CUDA_CACHE_MAXSIZE=4294967296 \
+    XDG_CACHE_HOME=/var/cache/vllm-forge \
+    HF_HOME=/var/cache/vllm-forge/huggingface \
+    TRITON_CACHE_DIR=/var/cache/vllm-forge/triton \
+    FLASHINFER_WORKSPACE_BASE=/var/cache/vllm-forge/flashinfer
 LABEL io.github.vllm-forge.base.devel="nvidia/cuda:12.8.1-devel-ubuntu24.04@sha256:4b9ed5fa8361736996499f64ecebf25d4ec37ff56e4d11323ccde10aa36e0c43" \
       io.github.vllm-forge.base.runtime="nvidia/cuda:12.8.1-base-ubuntu24.04@sha256:133c78a0575303be34164d0b90137a042172bdf60696af01a3c424ab402d86e2" \
       io.github.vllm-forge.cuda="12.8" \
