@@ -39,7 +39,7 @@ def test_an_outdated_profile_gives_a_pr_of_the_pins_and_every_rewritten_lock(pin
     assert outputs["outdated"] == "true"
     assert outputs["paths"] == [
         "versions.toml",
-        *(f"locks/{p}.txt" for p in sorted(PROFILES)),
+        *(f"locks/{p}{kind}.txt" for p in sorted(PROFILES) for kind in ("", "-build")),
         *(f"locks/sources-{p}.toml" for p in sorted(PROFILES)),  # vLLM moved: its CMake pins too
     ]
     for changed in outputs["paths"]:

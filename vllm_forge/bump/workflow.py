@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from .. import pins, redact, sources
+from .. import lock, pins, redact, sources
 from ..errors import OutdatedError
 from ..project import Project
 from . import command
@@ -31,10 +31,12 @@ from .registry import RegistryClient
 
 
 def tracked_files(project: Project) -> list[Path]:
-    """The files a bump may rewrite: the pins file, every profile's lock and source pins."""
+    """The files a bump may rewrite: the pins file, and every profile's lock, build lock and
+    source pins."""
     names = pins.profile_names(pins.read_document(project.pins_file))
+    locks = [project.lock_path(n) for name in names for n in (name, lock.build_lock_name(name))]
     source_pins = [project.lock_dir / sources.pins_file_name(name) for name in names]
-    return [project.pins_file, *(project.lock_path(name) for name in names), *source_pins]
+    return [project.pins_file, *locks, *source_pins]
 
 
 def _contents(paths: list[Path]) -> dict[Path, bytes | None]:
