@@ -74,6 +74,12 @@ def verify(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def serve(session: nox.Session) -> None:
+    """Run the slim image as a model server: [serve] settings, pre-flight, health wait (--dry-run, --bench)."""
+    _forge(session, "serve")
+
+
+@nox.session(python=PYTHON)
 def repro(session: nox.Session) -> None:
     """Build a profile twice from empty layer caches; compare image IDs and layers (--target)."""
     _forge(session, "repro")

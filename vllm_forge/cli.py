@@ -31,6 +31,7 @@ from . import (
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
 from .errors import ConfigError, ForgeError, VerifyError
 from .project import Project
+from .serve import command as serve_command
 from .verify import archcheck
 from .verify import command as verify_command
 
@@ -121,6 +122,8 @@ def parser() -> argparse.ArgumentParser:
     )
     add("bench", "measure rebuild speed, ccache and sizes", [common])
     verify_command.add_arguments(add("verify", "check an image against versions.toml", [project]))
+    serve_help = "run the slim image as a model server, pre-flighted and health-checked"
+    serve_command.add_arguments(add("serve", serve_help, [project]))
     bump_cmd = add("bump", "move the pins forward, then re-lock", [project])
     bump_cmd.add_argument("--lock-dir", help="where the re-written locks go (as for `lock`)")
     bump.add_arguments(bump_cmd)
@@ -358,6 +361,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return verify_command.run(None if args.list else project_of(args), args)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    return serve_command.run(project_of(args), args)
+
+
 def cmd_bump(args: argparse.Namespace) -> int:
     return bump.run(project_of(args), args)
 
@@ -406,6 +413,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "slim": cmd_build,
     "probe": cmd_build,
     "verify": cmd_verify,
+    "serve": cmd_serve,
     "bump": cmd_bump,
     "archcheck": cmd_archcheck,
     "sources": cmd_sources,

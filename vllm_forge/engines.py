@@ -30,6 +30,10 @@ from .errors import EngineCommandError, EngineError
 ENGINE_NAMES = ("docker", "podman")
 # podman's (buildah's) RUN --mount=type=cache storage: one plain directory per cache id.
 BUILDAH_CACHE = Path("/var/tmp/buildah-cache")
+# Where the NVIDIA Container Toolkit writes CDI specs (podman reads both), and the names of the
+# hook docker's `--gpus` runs.
+CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+NVIDIA_HOOKS = ("nvidia-container-runtime-hook", "nvidia-container-toolkit")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +159,116 @@ class Engine:
         if self.name == "docker":
             return ["--gpus", "all"]
         return ["--device", "nvidia.com/gpu=all"]
+
+    def gpu_device_flags(self, devices: str) -> list[str]:
+        """`run` options that hand NVIDIA GPUs in: "all", device indexes ("0,1"), or "none".
+
+        docker: `--gpus` (the NVIDIA container toolkit's hook; a list goes as `"device=0,1"`,
+        quotes included, or docker's CSV parser splits it); podman: one CDI device each
+        (`nvidia.com/gpu=N`, from the spec `nvidia-ctk cdi generate` writes)."""
+        if devices == "none":
+            return []
+        if self.name == "docker":
+            return ["--gpus", "all" if devices == "all" else f'"device={devices}"']
+        return [
+            flag for index in devices.split(",") for flag in ("--device", f"nvidia.com/gpu={index}")
+        ]
+
+    def label_flags(self) -> list[str]:
+        """podman: SELinux separation off for the container, so CDI devices and bind-mounted host
+        folders (the HF cache) are usable without relabelling the user's files; docker: none."""
+        return ["--security-opt=label=disable"] if self.name == "podman" else []
+
+    def ipc_host_flags(self) -> list[str]:
+        """The host's IPC namespace: PyTorch's and NCCL's shared memory need more than the
+        64 MiB /dev/shm a container gets."""
+        return ["--ipc=host"]
+
+    def publish_flags(self, host: str, port: int, container_port: int) -> list[str]:
+        return ["--publish", f"{host}:{port}:{container_port}"]
+
+    def volume_flags(self, source: str, target: str, *, read_only: bool = False) -> list[str]:
+        """A named volume (`source` a name) or a host folder (`source` a path) at `target`."""
+        return ["--volume", f"{source}:{target}" + (":ro" if read_only else "")]
+
+    def env_name_flags(self, names: list[str]) -> list[str]:
+        """`--env NAME` without a value: the engine copies the value from its own environment,
+        so a secret never appears on a command line."""
+        return [flag for name in names for flag in ("--env", name)]
+
+    def no_network_flags(self) -> list[str]:
+        return ["--network=none"]
+
+    def container_state_argv(self, name: str) -> list[str]:
+        return [
+            self.client, "container", "inspect", "--format",
+            "{{.State.Status}} {{.State.ExitCode}}", name,
+        ]  # fmt: skip
+
+    def container_state(self, name: str) -> tuple[str, int] | None:
+        """(status, exit code) of a container: ("running", 0), ("exited", 1), ...; None if there
+        is no such container."""
+        result = self.run(self.container_state_argv(name), check=False)
+        if result.returncode != 0:
+            return None
+        status, _, code = result.stdout.strip().partition(" ")
+        try:
+            return status, int(code or 0)
+        except ValueError:
+            return status, -1
+
+    def container_logs_argv(
+        self, name: str, *, tail: int | None = None, follow: bool = False
+    ) -> list[str]:
+        argv = [self.client, "logs"]
+        if tail is not None:
+            argv += ["--tail", str(tail)]
+        if follow:
+            argv.append("--follow")
+        return [*argv, name]
+
+    def start_logs(self, name: str, *, tail: int | None = None) -> subprocess.Popen[str]:
+        """`logs --follow` of a container, stdout and stderr on one pipe, in a session of its own
+        (a terminal's Ctrl-C reaches vllm-forge, which ends it) and dying with vllm-forge."""
+        return subprocess.Popen(
+            self.container_logs_argv(name, tail=tail, follow=True),
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+            preexec_fn=_die_with(os.getpid()),
+        )
+
+    def gpu_runtime_problem(self, cdi_dirs: tuple[Path, ...] = CDI_DIRS) -> str | None:
+        """Why this engine cannot hand an NVIDIA GPU to a container here, with how to set it up;
+        None when it can (as far as can be seen without starting one).
+
+        docker's `--gpus` needs the NVIDIA Container Toolkit's hook (`nvidia-container-runtime-hook`
+        on the daemon's PATH) or an `nvidia` runtime; podman's CDI devices need a spec naming
+        `nvidia.com/gpu` in /etc/cdi or /var/run/cdi."""
+        if self.name == "docker":
+            info = self.run([self.client, "info", "--format", "{{json .Runtimes}}"], check=False)
+            if '"nvidia"' in info.stdout or any(shutil.which(h) for h in NVIDIA_HOOKS):
+                return None
+            return (
+                "docker cannot hand a GPU to a container here: the NVIDIA Container Toolkit is not"
+                " installed (no nvidia-container-runtime-hook on PATH, no `nvidia` runtime in"
+                " `docker info`); install nvidia-container-toolkit from NVIDIA's repository, run"
+                " `nvidia-ctk runtime configure --runtime=docker` and restart dockerd"
+            )
+        for folder in cdi_dirs:
+            for spec in sorted(folder.glob("*.*")) if folder.is_dir() else ():
+                if spec.suffix in (".yaml", ".yml", ".json") and _names_nvidia_gpu(spec):
+                    return None
+        where = " or ".join(str(d) for d in cdi_dirs)
+        return (
+            f"podman cannot hand a GPU to a container here: no CDI spec for nvidia.com/gpu in"
+            f" {where}; install nvidia-container-toolkit from NVIDIA's repository and run"
+            " `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml` (again after each driver"
+            " update)"
+        )
 
     def remove_container_argv(self, name: str) -> list[str]:
         argv = [self.client, "rm", "-f"]
@@ -368,6 +482,14 @@ class Engine:
             for cid, sources in self.build_containers().items()
             if any(prefix in source for source in sources)
         )
+
+
+def _names_nvidia_gpu(spec: Path) -> bool:
+    """Whether a CDI spec file declares the kind nvidia.com/gpu."""
+    try:
+        return "nvidia.com/gpu" in spec.read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def _die_with(parent: int):

@@ -7,9 +7,10 @@ key, what is wrong, and the accepted form.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,28 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     "budget": {"slim_max_gb": (int, float)},
     "base": {"suite": str, "image": str, "mirror": str},
+    "serve": {
+        "model": str,
+        "host": str,
+        "port": int,
+        "gpu_memory_utilization": (int, float),
+        "max_model_len": int,
+        "enable_prefix_caching": bool,
+        "enable_chunked_prefill": bool,
+        "reasoning_parser": str,
+        "tool_call_parser": str,
+        "attention_backend": str,
+        "gpus": str,
+        "cache_volume": str,
+        "hf_cache": str,
+        "ready_timeout_s": int,
+        "extra_args": list,
+        "env": dict,
+    },
 }
-OPTIONAL_TABLES = {"base"}  # only profiles that make their own base image have it
+# base: only profiles that make their own base image have it; serve: every key has a default
+# (SERVE_DEFAULTS), so a pins file without the table still resolves.
+OPTIONAL_TABLES = {"base", "serve"}
 PROFILE_ONLY_KEYS = {"description"}
 
 
@@ -222,6 +243,137 @@ class BaseSpec:
     mirror: str = ""  # "" = mmdebstrap's default
 
 
+# `nox -s serve`'s defaults: the recipe RTX 5090 guides hand out (QwQ-32B-AWQ on one card,
+# FlashInfer attention, prefix caching, chunked prefill, a 32k context, reasoning and tool calls).
+SERVE_DEFAULTS: dict[str, Any] = {
+    "model": "Qwen/QwQ-32B-AWQ",
+    "host": "127.0.0.1",
+    "port": 8000,
+    "gpu_memory_utilization": 0.9,
+    "max_model_len": 32768,
+    "enable_prefix_caching": True,
+    "enable_chunked_prefill": True,
+    "reasoning_parser": "deepseek_r1",
+    "tool_call_parser": "hermes",
+    "attention_backend": "FLASHINFER",
+    "gpus": "all",
+    "cache_volume": "vllm-forge-cache",
+    "hf_cache": "",
+    "ready_timeout_s": 1800,
+    "extra_args": [],
+    "env": {},
+}
+_VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_GPUS = re.compile(r"^(all|none|[0-9]+(,[0-9]+)*)$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BACKEND = re.compile(r"^[A-Z0-9_]*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServePins:
+    """How `nox -s serve` runs the slim image: the [serve] table (README: serve)."""
+
+    model: str = SERVE_DEFAULTS["model"]
+    host: str = SERVE_DEFAULTS["host"]  # the host address the port is published on
+    port: int = SERVE_DEFAULTS["port"]  # the host port; vLLM listens on 8000 in the container
+    gpu_memory_utilization: float = SERVE_DEFAULTS["gpu_memory_utilization"]
+    max_model_len: int = SERVE_DEFAULTS["max_model_len"]
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: bool = True
+    reasoning_parser: str = SERVE_DEFAULTS["reasoning_parser"]  # "" = none
+    tool_call_parser: str = SERVE_DEFAULTS["tool_call_parser"]  # "" = no tool calls
+    attention_backend: str = SERVE_DEFAULTS["attention_backend"]  # "" = vLLM chooses
+    gpus: str = "all"  # "all", "none", or device indexes "0,1"
+    cache_volume: str = SERVE_DEFAULTS["cache_volume"]
+    hf_cache: str = ""  # "" = the host's own HF cache (HF_HOME, XDG_CACHE_HOME, ~/.cache)
+    ready_timeout_s: int = SERVE_DEFAULTS["ready_timeout_s"]
+    extra_args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+def parse_serve(table: dict[str, Any]) -> ServePins:
+    """[serve] (defaults, then the document, the profile and overrides, merged) -> ServePins."""
+    d = {**SERVE_DEFAULTS, **table}
+    model = d["model"]
+    if not model or any(c.isspace() for c in model):
+        raise ConfigError(
+            f"[serve].model = {model!r}; write a Hugging Face model id, e.g. 'Qwen/QwQ-32B-AWQ'"
+        )
+    try:
+        ipaddress.IPv4Address(d["host"])
+    except ValueError:
+        raise ConfigError(
+            f"[serve].host = {d['host']!r}; write the IPv4 address to publish the port on:"
+            " '127.0.0.1' (this machine only) or '0.0.0.0' (every interface)"
+        ) from None
+    if not 1 <= d["port"] <= 65535:
+        raise ConfigError(f"[serve].port = {d['port']}; write a TCP port from 1 to 65535")
+    utilization = d["gpu_memory_utilization"]
+    if isinstance(utilization, bool) or not 0 < utilization <= 1:
+        raise ConfigError(
+            f"[serve].gpu_memory_utilization = {utilization!r}; write a fraction above 0 and at"
+            " most 1, e.g. 0.9"
+        )
+    if d["max_model_len"] < 1:
+        raise ConfigError(
+            f"[serve].max_model_len = {d['max_model_len']}; write the context length in tokens,"
+            " e.g. 32768"
+        )
+    for key in ("reasoning_parser", "tool_call_parser"):
+        if d[key] and not re.match(r"^[A-Za-z0-9_.-]+$", d[key]):
+            raise ConfigError(f"[serve].{key} = {d[key]!r}; write a parser name, or '' for none")
+    if not _BACKEND.match(d["attention_backend"]):
+        raise ConfigError(
+            f"[serve].attention_backend = {d['attention_backend']!r}; write a vLLM backend name"
+            " in capitals (FLASH_ATTN, FLASHINFER, TRITON_ATTN), or '' for vLLM's choice"
+        )
+    if not _GPUS.match(d["gpus"]):
+        raise ConfigError(
+            f"[serve].gpus = {d['gpus']!r}; accepted: 'all', 'none', or device indexes like '0,1'"
+        )
+    if not _VOLUME_NAME.match(d["cache_volume"]):
+        raise ConfigError(
+            f"[serve].cache_volume = {d['cache_volume']!r}; write a volume name (letters,"
+            " digits, '_', '.', '-'), e.g. 'vllm-forge-cache'"
+        )
+    hf_cache = d["hf_cache"]
+    if hf_cache and not hf_cache.startswith(("/", "~")):
+        raise ConfigError(
+            f"[serve].hf_cache = {hf_cache!r}; write an absolute path (or ~/...), or '' for the"
+            " host's own Hugging Face cache"
+        )
+    if d["ready_timeout_s"] < 1:
+        raise ConfigError(f"[serve].ready_timeout_s = {d['ready_timeout_s']}; write seconds >= 1")
+    extra = d["extra_args"]
+    if not all(isinstance(a, str) for a in extra):
+        raise ConfigError(f"[serve].extra_args = {extra!r}; write a list of strings")
+    env = d["env"]
+    for name, value in env.items():
+        if not _ENV_NAME.match(name) or not isinstance(value, str):
+            raise ConfigError(
+                f'[serve].env.{name} = {value!r}; write NAME = "value" (a string), e.g.'
+                ' VLLM_LOGGING_LEVEL = "DEBUG"'
+            )
+    return ServePins(
+        model=model,
+        host=d["host"],
+        port=d["port"],
+        gpu_memory_utilization=float(utilization),
+        max_model_len=d["max_model_len"],
+        enable_prefix_caching=d["enable_prefix_caching"],
+        enable_chunked_prefill=d["enable_chunked_prefill"],
+        reasoning_parser=d["reasoning_parser"],
+        tool_call_parser=d["tool_call_parser"],
+        attention_backend=d["attention_backend"],
+        gpus=d["gpus"],
+        cache_volume=d["cache_volume"],
+        hf_cache=hf_cache,
+        ready_timeout_s=d["ready_timeout_s"],
+        extra_args=tuple(extra),
+        env=tuple(sorted(env.items())),
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Pins:
     profile: str
@@ -242,6 +394,7 @@ class Pins:
     base: BaseSpec | None
     nvcc_cuda: str = ""  # the CUDA release of the nvcc the build uses ("12.8", "13.0")
     warnings: tuple[str, ...] = ()  # pins that build, but not what the profile promises
+    serve: ServePins = field(default_factory=ServePins)  # how `nox -s serve` runs the image
 
     @property
     def compiles_vllm(self) -> bool:
@@ -300,7 +453,7 @@ def _check_tables(doc: dict[str, Any], where: str, *, allow_missing: bool) -> No
                 known = ", ".join(sorted(SCHEMA[table]))
                 raise ConfigError(f"{where}: unknown key [{table}].{key}; known keys: {known}")
             expected = SCHEMA[table][key]
-            if not isinstance(item, expected) or isinstance(item, bool):
+            if not isinstance(item, expected) or (isinstance(item, bool) and expected is not bool):
                 names = (
                     expected.__name__
                     if isinstance(expected, type)
@@ -555,6 +708,7 @@ def _build(name: str, description: str, d: dict[str, Any], *, arch_from: str | N
         base=base,
         nvcc_cuda=nvcc_cuda,
         warnings=tuple(warnings),
+        serve=parse_serve(d.get("serve", {})),
     )
 
 
