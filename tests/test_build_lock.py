@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_forge import lock, pins, upstream
+from vllm_forge import lock, pins, sources, upstream
 from vllm_forge.errors import ConfigError, IndexError_
 from vllm_forge.project import Project
 
@@ -317,7 +317,7 @@ def test_reading_matches_running_upstreams_use_existing_torch(vllm_sdist, tmp_pa
     (as the vllm-build stage does) and read the tree it leaves."""
     with tarfile.open(vllm_sdist) as tar:
         top = tar.getnames()[0].split("/")[0]
-        tar.extractall(tmp_path, filter="data")
+        sources.safe_extract(tar, tmp_path)
     tree = tmp_path / top
     result = subprocess.run(
         [sys.executable, "use_existing_torch.py"], cwd=tree, capture_output=True, text=True

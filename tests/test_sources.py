@@ -6,7 +6,9 @@ The drift test reads the real pinned vLLM sdist (from build/.cache, else the pac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -416,7 +418,7 @@ def _retar(archive: Path, change) -> None:
     so that only the content check can catch it."""
     work = archive.parent / "unpacked"
     with tarfile.open(archive) as tar:
-        tar.extractall(work, filter="data")
+        sources.safe_extract(tar, work)
     change(work)
     with tarfile.open(archive, "w") as tar:
         for item in sorted(work.iterdir()):
@@ -596,3 +598,39 @@ def test_files_in_a_submodule_this_build_does_not_fetch_are_refused(tmp_path):
     (tree / "rocm" / "ck" / "planted.h").write_text("#error not ours\n")
     with pytest.raises(ConfigError, match="does not fetch, yet it holds files"):
         sources.verify_tree(source, tree, {commit: raw.hex()}, "test")
+
+
+@pytest.mark.parametrize("python", ["with tarfile's filters", "without them (Debian's 3.11.2)"])
+def test_safe_extract_refuses_names_and_links_out_of_its_folder(tmp_path, monkeypatch, python):
+    if python.startswith("without"):
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+
+    def archive(*members: tarfile.TarInfo) -> Path:
+        path = tmp_path / f"a{len(list(tmp_path.iterdir()))}.tar"
+        with tarfile.open(path, "w") as tar:
+            for member in members:
+                tar.addfile(member, io.BytesIO(b"x" * member.size) if member.isfile() else None)
+        return path
+
+    def file(name: str) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.size = 1
+        return info
+
+    def link(name: str, target: str) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = tarfile.SYMTYPE, target
+        return info
+
+    good = archive(file("d/f.txt"), link("d/l", "f.txt"))
+    with tarfile.open(good) as tar:
+        sources.safe_extract(tar, tmp_path / "out")
+    assert (tmp_path / "out" / "d" / "l").read_text() == "x"
+    for bad in (file("../escape.txt"), link("l", "../../etc/passwd")):
+        with tarfile.open(archive(bad)) as tar, pytest.raises(tarfile.TarError):
+            sources.safe_extract(tar, tmp_path / "out2")
+    assert not (tmp_path / "escape.txt").exists()
+    absolute = f"/{tmp_path.name}-abs.txt"  # refused, or unpacked inside: never at the root
+    with tarfile.open(archive(file(absolute))) as tar, contextlib.suppress(tarfile.TarError):
+        sources.safe_extract(tar, tmp_path / "out3")
+    assert not Path(absolute).exists()

@@ -1040,6 +1040,27 @@ def _read_manifest(from_dir: Path) -> dict[str, dict]:
         raise ConfigError(f"{path}: not a sources manifest this vllm-forge reads") from None
 
 
+def safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Unpack `tar` into `dest`, refusing what could land outside it: tarfile's "data" filter
+    where this Python has it (3.11.4, 3.12), else the same rules checked here (Debian 12's 3.11.2
+    has no filters): no absolute or `..` names, no links out of `dest`, files and folders only."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        if member.name.startswith("/") or not target.is_relative_to(root):
+            raise tarfile.TarError(f"{member.name}: outside the folder it unpacks into")
+        if member.issym() or member.islnk():
+            link = (target.parent / member.linkname).resolve()
+            if member.linkname.startswith("/") or not link.is_relative_to(root):
+                raise tarfile.TarError(f"{member.name}: a link out of the folder it unpacks into")
+        elif not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(f"{member.name}: not a file, folder or link")
+    tar.extractall(dest)
+
+
 def _import_into(
     source: Source, from_dir: Path, manifest: Mapping[str, dict], tmp: Path
 ) -> dict[str, str]:
@@ -1054,7 +1075,7 @@ def _import_into(
         raise ConfigError(f"{archive}: sha256 differs from {MANIFEST}: refused (damaged copy?)")
     try:
         with tarfile.open(archive, "r:") as tar:
-            tar.extractall(tmp, filter="data")
+            safe_extract(tar, tmp)
     except (tarfile.TarError, OSError) as error:
         raise ConfigError(f"{archive}: cannot be unpacked ({error}): refused") from None
     record = _read_record(tmp)
