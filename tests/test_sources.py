@@ -427,7 +427,7 @@ def _retar(archive: Path, change) -> None:
     doc = json.loads(manifest.read_text())
     for entry in doc["sources"]:
         if entry["file"] == archive.name:
-            entry["sha256"] = sources._sha256(archive)
+            entry["sha256"] = sources.sha256_file(archive)
     manifest.write_text(json.dumps(doc))
 
 

@@ -230,16 +230,7 @@ class Engine:
     def start_logs(self, name: str, *, tail: int | None = None) -> subprocess.Popen[str]:
         """`logs --follow` of a container, stdout and stderr on one pipe, in a session of its own
         (a terminal's Ctrl-C reaches vllm-forge, which ends it) and dying with vllm-forge."""
-        return subprocess.Popen(
-            self.container_logs_argv(name, tail=tail, follow=True),
-            env={**os.environ, **self.env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-            preexec_fn=_die_with(os.getpid()),
-        )
+        return self._start_piped(self.container_logs_argv(name, tail=tail, follow=True))
 
     def gpu_runtime_problem(self, cdi_dirs: tuple[Path, ...] = CDI_DIRS) -> str | None:
         """Why this engine cannot hand an NVIDIA GPU to a container here, with how to set it up;
@@ -408,6 +399,10 @@ class Engine:
         the build in order (`stop_build`); and with PR_SET_PDEATHSIG, so the client dies with
         vllm-forge even when that is killed outright (SIGKILL) and cannot go on to move a tag.
         """
+        return self._start_piped(argv)
+
+    def _start_piped(self, argv: list[str]) -> subprocess.Popen[str]:
+        """`argv` with stdout and stderr on one pipe, in a session of its own, dying with us."""
         return subprocess.Popen(
             argv,
             env={**os.environ, **self.env},

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import jobs, lock, prune, sources
+from .base import sha256_file
 from .cuda_arch import format_arch_list, nvcc_gencode_flags
 from .errors import ConfigError
 from .pins import Pins, check_lock_cuda
@@ -85,13 +85,9 @@ def template_context(pins: Pins, source_pins: sources.SourcePins | None = None) 
             f"-DCMAKE_{lang}_COMPILER_LAUNCHER=python3;{ADMIT_SCRIPT};ccache"
             for lang in ("CUDA", "CXX")
         ),
-        "create_user_sha256": _sha256(PACKAGE_DIR / "scripts" / "create_user.sh"),
+        "create_user_sha256": sha256_file(PACKAGE_DIR / "scripts" / "create_user.sh"),
         **sources.template_values(source_pins),
     }
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _nvcc_major(package: str) -> str:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from . import redact
+from .base import sha256_file
 from .errors import ConfigError, IndexError_
 from .pins import Pins
 from .project import PACKAGED_LOCKS, Project
@@ -987,14 +988,6 @@ def _add_sorted(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
             _add_sorted(tar, child, f"{arcname}/{child.name}")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def export(pins: SourcePins, project: Project, out_dir: Path, *, log: Log = print) -> Path:
     """What an air-gapped site needs: one tar per source (`tree/` and `source.json`, same bytes
     for the same commit), `sources.json` listing them with their sha256, and the pins file.
@@ -1017,7 +1010,7 @@ def export(pins: SourcePins, project: Project, out_dir: Path, *, log: Log = prin
                 "name": source.name,
                 "commit": source.commit,
                 "file": name,
-                "sha256": _sha256(out_dir / name),
+                "sha256": sha256_file(out_dir / name),
             }
         )
         log(f"{source.name:16} {source.commit[:12]}  exported {name}")
@@ -1071,7 +1064,7 @@ def _import_into(
             f"{from_dir} holds no {source.name} at {source.commit}: export it with "
             "`vllm-forge sources --export DIR` where GitHub is reachable"
         )
-    if _sha256(archive) != manifest[name].get("sha256"):
+    if sha256_file(archive) != manifest[name].get("sha256"):
         raise ConfigError(f"{archive}: sha256 differs from {MANIFEST}: refused (damaged copy?)")
     try:
         with tarfile.open(archive, "r:") as tar:
@@ -1314,7 +1307,7 @@ def drift(checked_in: SourcePins, files: Mapping[str, str]) -> list[str]:
 def fetch_sdist(project: Project, pins: Pins) -> Path:
     """The pinned vLLM sdist under build/.cache/sdist, by the script the image runs."""
     dest = project.cache / "sdist" / f"vllm-{pins.vllm.version}.tar.gz"
-    if dest.is_file() and _sha256(dest) == pins.vllm.sdist_sha256:
+    if dest.is_file() and sha256_file(dest) == pins.vllm.sdist_sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     script = project.context_scripts / "fetch_sdist.py"
