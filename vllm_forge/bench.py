@@ -4,7 +4,11 @@
   compile is served by ccache (hit rate, seconds),
 - the slim and builder images: build time with a warm layer cache, and sizes; what the slim
   image's runtime stage pruned by arch list (vllm_forge/prune.toml), entry by entry,
-- rendering time.
+- a no-op rebuild (every layer cached): the whole command against the engine's own build,
+- where the slim image's bytes go, package by package (site-packages),
+- rendering time,
+- the compile side, which no machine here can run: the unit table and the expected compile time
+  of the rtx5090 profile on a 16-core / 32 GB desktop, shown as its derivation (`nox -s jobs`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import time
 from pathlib import Path
 
+from . import jobs as jobs_mod
 from .build import build_image, default_tag
 from .engines import Engine
 from .jobs import JobPlan
@@ -59,11 +64,65 @@ def run_bench(engine: Engine, pins: Pins, *, project: Project, jobs: JobPlan, ec
         results[f"{target}_s"] = summary.seconds
         results[f"{target}_gb"] = summary.size_bytes / 1e9
     results["runtime_pruned_bytes"] = dict(summary.pruned)
+    # The same slim build again: every layer cached. The engine's part is its own build command.
+    began = time.perf_counter()
+    noop = build_image(
+        engine, pins, target="runtime", tag=default_tag(pins.profile, "runtime"), jobs=jobs,
+        project=project, echo=quiet,
+    )  # fmt: skip
+    results["noop_s"] = time.perf_counter() - began
+    results["noop_engine_s"] = noop.seconds
+    results["packages"] = package_sizes(engine, default_tag(pins.profile, "runtime"))
+    results["compile"] = desktop_compile()
     project.reports.mkdir(parents=True, exist_ok=True)
     report = project.reports / f"bench-{pins.profile}-{engine.name}.json"
     report.write_text(json.dumps(results, indent=2) + "\n")
     echo(describe(engine, pins, results, report))
     return results
+
+
+SITE_SIZES = (
+    "cd /opt/venv/lib/python3*/site-packages && du -sk -- * | sort -rn | head -n 15"
+    " && du -sk . | sed 's/\t.*/\tall of site-packages/'"
+)
+
+
+def package_sizes(engine: Engine, image: str) -> list[tuple[str, int]]:
+    """The image's largest site-packages entries, (name, bytes), biggest first, then the total."""
+    out = engine.run(engine.run_argv(image, ["-c", SITE_SIZES], entrypoint="/bin/sh")).stdout
+    return parse_du(out)
+
+
+def parse_du(text: str) -> list[tuple[str, int]]:
+    """`du -sk` lines ("KIB<tab>NAME") -> [(name, bytes)]."""
+    found = []
+    for line in text.splitlines():
+        kib, _, name = line.partition("\t")
+        if kib.strip().isdigit() and name:
+            found.append((name, int(kib) * 1024))
+    return found
+
+
+def desktop_compile(kinds: list[jobs_mod.UnitKind] | None = None) -> dict:
+    """The rtx5090 profile's compile on a 16-core, 32 GB desktop, from the unit table."""
+    kinds = jobs_mod.unit_kinds() if kinds is None else kinds
+    label, cores, gb = jobs_mod.MACHINES[0]
+    budget = jobs_mod.plan(cores=cores, memory=gb * jobs_mod.GIB, nvcc_threads=1, gencode_targets=1)
+    stages = {}
+    for stage in ("vllm", "flashinfer"):
+        units = jobs_mod.stage_units(kinds, stage)
+        sim = jobs_mod.simulate(units, jobs=cores, budget_gib=budget.memory_budget_mib / 1024)
+        measured = sum(
+            k.count for k in kinds if k.stage == stage and k.source.startswith("measured")
+        )
+        stages[stage] = {
+            "units": len(units),
+            "units_of_measured_kinds": measured,
+            "serial_s": sum(seconds for _, seconds in units),
+            "seconds": sim.seconds,
+            "peak_gib": sim.peak_gib,
+        }
+    return {"machine": label, "budget_gib": budget.memory_budget_mib / 1024, "stages": stages}
 
 
 def describe(engine: Engine, pins: Pins, r: dict, report: Path) -> str:
@@ -83,6 +142,28 @@ def describe(engine: Engine, pins: Pins, r: dict, report: Path) -> str:
                 if r["runtime_pruned_bytes"]
                 else "nothing"
             ),
+            f"  no-op rebuild (all cached)     {r['noop_s']:.1f} s, of which the engine's own build "
+            f"{r['noop_engine_s']:.1f} s",
+            "  slim image by package (site-packages):",
+            *(f"    {name:36} {size / 1e6:8.0f} MB" for name, size in r["packages"]),
+            *describe_compile(r["compile"]),
             f"  report                         {report}",
         ]
     )
+
+
+def describe_compile(c: dict) -> list[str]:
+    """The expected first compile of the rtx5090 profile, as its derivation."""
+    lines = [f"  rtx5090 compile on a {c['machine']} desktop (budget {c['budget_gib']:.0f} GiB;"
+             " unit table vllm_forge/compile_memory.toml, `nox -s jobs`):"]  # fmt: skip
+    total = 0.0
+    for stage, s in c["stages"].items():
+        total += s["seconds"]
+        lines.append(
+            f"    {stage:10} {s['units']:5} units ({s['units_of_measured_kinds']} of measured kinds)"
+            f" x their seconds = {s['serial_s'] / 3600:.1f} h on one core -> admitted replay"
+            f" {s['seconds'] / 60:.0f} min, peak {s['peak_gib']:.0f} GiB"
+        )
+    lines.append(f"    compiling, one stage after the other: ~{total / 60:.0f} min (plus downloads,"
+                 " CMake, links and the other layers)")  # fmt: skip
+    return lines
