@@ -117,11 +117,13 @@ def test_compile_lines_from_the_admission_launcher_become_one_summary_line_per_s
         "#12 812.3 vllm-forge-compile vllm seconds 40211",
         "#12 812.3 vllm-forge-compile vllm waited 1830",
         "#12 812.3 vllm-forge-compile vllm heaviest 11059 scaled_mm_sm120_fp8.cu",
+        "#12 812.3 vllm-forge-compile vllm over-count 14",
         "#12 812.3 vllm-forge-compile vllm over-estimate 9400 8192 cutlass-sm120-other x_sm120.cu",
         "#14 2.0 vllm-forge-compile flashinfer units 0",
     ]
     compiles = build.parse_compiles(log)
     assert compiles == {
-        "vllm": "311 units, 30 min waiting for memory, heaviest 10.8 GiB (scaled_mm_sm120_fp8.cu)"
-        "; 1 above compile_memory.toml, most 9.2 > 8.0 GiB (cutlass-sm120-other: x_sm120.cu)"
+        "vllm": "311 units, 30 job-minutes waiting for memory, heaviest 10.8 GiB"
+        " (scaled_mm_sm120_fp8.cu); 14 above compile_memory.toml, most 9.2 > 8.0 GiB"
+        " (cutlass-sm120-other: x_sm120.cu)"
     }

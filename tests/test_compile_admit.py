@@ -21,6 +21,7 @@ ADMIT = ROOT / "vllm_forge" / "scripts" / "compile_admit.py"
 sys.path.insert(0, str(ADMIT.parent))
 import compile_admit  # noqa: E402
 
+EMPTY = {"running": {}, "waiting": {}}
 TABLE = """\
 [default]
 gib = 1.0
@@ -136,12 +137,13 @@ def test_a_dead_compile_does_not_hold_its_memory(rig):
     rig.state.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (rig.state / "ledger.json").write_text(json.dumps({str(dead.pid): 8 * 1024}))
+    ledger = {"running": {str(dead.pid): 8 * 1024}, "waiting": {str(dead.pid): [0, 1024]}}
+    (rig.state / "ledger.json").write_text(json.dumps(ledger))
     began = time.monotonic()
     proc = rig.start("heavy-a.cu", 0.1)
     assert proc.wait(timeout=30) == 0
     assert time.monotonic() - began < 5
-    assert json.loads((rig.state / "ledger.json").read_text()) == {}
+    assert json.loads((rig.state / "ledger.json").read_text()) == EMPTY
 
 
 def test_exit_code_and_the_record_of_each_compile(rig):
@@ -162,7 +164,8 @@ def test_exit_code_and_the_record_of_each_compile(rig):
 
 def test_without_a_budget_nothing_waits(rig):
     rig.state.mkdir()
-    (rig.state / "ledger.json").write_text(json.dumps({str(os.getpid()): 100 * 1024}))
+    ledger = {"running": {str(os.getpid()): 100 * 1024}, "waiting": {}}
+    (rig.state / "ledger.json").write_text(json.dumps(ledger))
     began = time.monotonic()
     assert rig.start("heavy-a.cu", 0.1, FORGE_MEM_BUDGET_MIB="0").wait(timeout=30) == 0
     assert time.monotonic() - began < 5
@@ -173,7 +176,7 @@ def test_sigterm_reaches_the_compile_and_frees_its_memory(rig):
     rig.wait_started("heavy-a.cu")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) != 0
-    assert json.loads((rig.state / "ledger.json").read_text()) == {}
+    assert json.loads((rig.state / "ledger.json").read_text()) == EMPTY
 
 
 def test_the_real_table_covers_the_measured_units():
@@ -219,3 +222,38 @@ def test_flashinfer_nvcc_wrapper_rewrites_its_options_and_goes_through_admission
     assert calls[-1].startswith("nvcc -MD -MF k.cuda.o.d -c ")
     (record,) = [json.loads(line) for line in (rig.state / "units.jsonl").read_text().splitlines()]
     assert record["rule"] == "default" and record["source"].endswith("/page.cu")
+
+
+def test_a_starving_compile_goes_before_later_ones(rig, monkeypatch):
+    """Lighter compiles may pass a heavy one waiting for memory, but not once it has waited
+    STARVING_S: then the ones that came after it wait behind it."""
+    rig.state.mkdir()
+    ledger = compile_admit.Ledger(rig.state)
+    me = str(os.getpid())
+    now = time.time()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    starving = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+
+        def seed(running, waiting):
+            running[str(holder.pid)] = 6 * 1024  # a heavy unit compiling
+            waiting[str(starving.pid)] = [now - 60, 6 * 1024]  # another, waiting for a minute
+            return True
+
+        ledger.update(seed)
+        monkeypatch.setattr(compile_admit, "POLL_S", (0.05, 0.05))
+        monkeypatch.setattr(
+            compile_admit.time, "sleep", lambda _s: (_ for _ in ()).throw(TimeoutError)
+        )
+        # a light newcomer fits beside the running unit (1 + 6 <= 8) but must not pass
+        with pytest.raises(TimeoutError):
+            compile_admit.admit(ledger, 1024, 8 * 1024)
+        state = json.loads((rig.state / "ledger.json").read_text())
+        assert me not in state["running"] and me not in state["waiting"]  # left cleanly
+        starving.kill()
+        starving.wait()
+        assert compile_admit.admit(ledger, 1024, 8 * 1024)[1] == 6 * 1024  # then it may
+    finally:
+        for proc in (holder, starving):
+            proc.kill()
+            proc.wait()

@@ -244,6 +244,16 @@ def test_admission_keeps_two_heavy_units_apart_within_the_budget(tmp_path):
     assert report.peak_total_mib < 400  # never both at once
 
 
+def test_admission_without_a_table_of_its_own_uses_the_projects(tmp_path):
+    """The launcher's own default (beside itself) holds in a build context, not in the package:
+    run_commands hands it the project's table."""
+    commands = [Command(source="/x/light.cu", argv=[*hold(20, 0.1), "/x/light.cu"])]
+    report = run_commands(
+        commands, jobs=1, logs=tmp_path / "logs", budget_mib=4096, progress=lambda _l: None
+    )
+    assert [u.exit for u in report.units] == [0]
+
+
 def test_cli_run_writes_a_report_and_a_family_table(tmp_path, capsys):
     commands = [Command(source="@{here}/a.cu", argv=hold(50, 0.3), module="norm")]
     save_commands(commands, tmp_path / "c.json")

@@ -39,6 +39,8 @@ class Index:
     listed: dict[str, str | None] = field(default_factory=dict)
     json: bool = True  # answers PEP 691 JSON to a client that asks for it
     auth: bool = False
+    cut_download: bool = False  # promise the whole file, send half, hang up
+    broken_page: bool = False  # a JSON page that is not JSON
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # (path, accept, auth)
 
     def page(self, project: str, as_json: bool) -> tuple[bytes, str]:
@@ -82,9 +84,19 @@ def handler(index: Index) -> type[BaseHTTPRequestHandler]:
             parts = [p for p in self.path.split("/") if p]
             if len(parts) == 2 and parts[0] == "simple":
                 body, content_type = index.page(parts[1], index.json and JSON_TYPE in accept)
+                if index.broken_page:
+                    body, content_type = b'{"files": [', JSON_TYPE
                 return self.send(200, body, content_type)
             if len(parts) == 2 and parts[0] == "files" and parts[1] in index.files:
-                return self.send(200, index.files[parts[1]], "application/octet-stream")
+                data = index.files[parts[1]]
+                if index.cut_download:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                    return None
+                return self.send(200, data, "application/octet-stream")
             self.send(404, b"not found", "text/plain")
 
         def send(self, status: int, body: bytes, content_type: str) -> None:
@@ -255,6 +267,27 @@ def test_an_unreachable_index_fails_in_one_line_without_the_url(tmp_path):
     assert result.stderr.startswith("fetch-sdist: the configured index is unreachable (")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "127.0.0.1" not in result.stderr and PASSWORD not in result.stderr
+
+
+@pytest.mark.parametrize("trouble", ["cut_download", "broken_page"])
+def test_a_broken_download_or_page_is_one_line_and_leaves_no_file(serve, tmp_path, trouble):
+    index = Index(files={"vllm-0.19.1.tar.gz": SDIST}, **{trouble: True})
+    host = serve(index)
+    result, dest = fetch(tmp_path, index_url=f"http://{host}/simple")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not dest.exists() and not list(tmp_path.glob("*.part"))
+    _never_names_the_index(result, host)
+
+
+def test_a_missing_ca_bundle_is_one_line(tmp_path):
+    result, _ = fetch(
+        tmp_path,
+        pip_conf=f"[global]\nindex-url = http://127.0.0.1:9/simple\ncert = {tmp_path}/no.pem\n",
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"fetch-sdist: the CA bundle {tmp_path}/no.pem cannot be read")
+    assert "Traceback" not in result.stderr
 
 
 def test_wrong_arguments_exit_1_with_the_usage(tmp_path):

@@ -1,3 +1,5 @@
+import fnmatch
+
 from vllm_forge import jobs
 
 GIB = jobs.GIB
@@ -69,19 +71,30 @@ def test_the_report_covers_three_machines_and_names_every_figure_source():
 
 
 def test_every_rule_of_the_table_is_reachable():
-    """A pattern shadowed by an earlier one would never be used by the launcher."""
-    kinds = jobs.unit_kinds()
+    """A pattern shadowed by an earlier one would never be used by the launcher: one real path
+    per rule (the paths as the compile stages see them), each first matched by its own rule."""
     samples = {
+        "flashinfer-fp4-gemm-sm120": "/src/flashinfer/build/aot/generated/fp4_gemm_cutlass_sm120/fp4_gemm_cutlass_sm120.cu",
+        "flashinfer-moe-cutlass-instantiations": "/src/flashinfer/build/aot/generated/cutlass_instantiations/120/gemm_grouped/moe_sm120_0.cu",
+        "flashinfer-moe-gemm-kernels": "/src/flashinfer/csrc/nv_internal/tensorrt_llm/kernels/cutlass_kernels/moe_gemm/moe_gemm_kernels_fp8_uint4.cu",
+        "flashinfer-gemm-sm120": "/src/flashinfer/build/aot/generated/gen_gemm_sm120/gemm_groupwise_e4m3_f16_majortrue_sm120.cu",
         "flashinfer-aot": "/src/flashinfer/build/aot/generated/page/page.cu",
         "cutlass-sm120-fp8-gemm": "/src/vllm/csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm120_fp8.cu",
-        "flash-attention-2": "/src/deps/vllm-flash-attn/csrc/flash_attn/src/flash_fwd_hdim64_fp16_sm80.cu",
+        "cutlass-sm120-nvfp4-gemm": "/src/vllm/csrc/quantization/fp4/nvfp4_scaled_mm_sm120_kernels.cu",
+        "cutlass-sm120-blockwise-fp8-gemm": "/src/vllm/csrc/quantization/w8a8/cutlass/c3x/scaled_mm_blockwise_sm120_fp8.cu",
+        "cutlass-nvfp4-blockwise-moe": "/src/vllm/csrc/quantization/fp4/nvfp4_blockwise_moe_kernel.cu",
+        "cutlass-sm120-c3x-dispatch": "/src/vllm/csrc/quantization/w8a8/cutlass/scaled_mm_c3x_sm120.cu",
+        "cutlass-sm120-other": "/src/vllm/csrc/moe/grouped_mm_c3x_sm120.cu",
         "flash-attention-3": "/src/deps/vllm-flash-attn/hopper/instantiations/flash_fwd_hdim64_bf16_sm90.cu",
+        "flash-attention-2": "/src/deps/vllm-flash-attn/csrc/flash_attn/src/flash_fwd_hdim64_fp16_sm80.cu",
         "marlin-generated": "/src/vllm/csrc/quantization/marlin/sm80_kernel_float16_u4.cu",
         "paged-attention": "/src/vllm/csrc/attention/paged_attention_v2.cu",
         "vllm-other": "/src/vllm/csrc/layernorm_kernels.cu",
-    }
+    }  # fmt: skip
+    kinds = jobs.unit_kinds()
+    assert set(samples) == {k.name for k in kinds}, "a rule without a sample path here"
     for name, path in samples.items():
-        first = next(k for k in kinds if jobs.fnmatch.fnmatch(path, k.pattern))
+        first = next(k for k in kinds if fnmatch.fnmatch(path, k.pattern))
         assert first.name == name, (name, first.name)
 
 

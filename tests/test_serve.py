@@ -38,7 +38,7 @@ from serve_standin_vllm import HELP
 from vllm_forge import cli, engines, pins
 from vllm_forge.errors import ConfigError, EngineCommandError, EngineError, VerifyError
 from vllm_forge.redact import MASK
-from vllm_forge.serve import checks, client, image, preflight
+from vllm_forge.serve import checks, client, image, plan, preflight
 from vllm_forge.serve import command as serve_command
 from vllm_forge.serve.plan import (
     CACHE_ENV,
@@ -107,7 +107,8 @@ def test_the_serve_defaults_are_the_recipe_and_the_reachable_profile_avoids_flas
         ("cache_volume", "a b", "[serve].cache_volume = 'a b'; write a volume name"),
         ("hf_cache", "relative/dir", "write an absolute path"),
         ("attention_backend", "flashinfer", "write a vLLM backend name in capitals"),
-        ("env", {"X": 1}, '[serve].env.X = 1; write NAME = "value"'),
+        ("env", {"X": 1}, '[serve].env.X: a int under that name; write NAME = "value"'),
+        ("env", {"HF-TOKEN": "hf_secretvalue"}, "[serve].env.HF-TOKEN: a str under that name"),
         ("max_model_length", 5, "unknown key [serve].max_model_length; known keys:"),
     ],
 )
@@ -695,3 +696,61 @@ def test_the_cli_takes_vllm_arguments_after_a_second_double_dash():
     args = cli.parser().parse_args(["serve", "--dry-run", "--", "--max-num-seqs", "4"])
     assert isinstance(args, argparse.Namespace)
     assert args.vllm_args == ["--max-num-seqs", "4"] and args.dry_run
+
+
+def test_a_mistyped_env_names_the_variable_never_its_value():
+    with pytest.raises(ConfigError) as raised:
+        plan.EnvRequest.parse("HF-TOKEN=hf_notprintedanywhere")
+    assert "hf_notprintedanywhere" not in str(raised.value)
+    assert "'HF-TOKEN=...'" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("HF_TOKEN", True),
+        ("VLLM_API_KEY", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("DB_PASSWORD", True),
+        ("TOKENIZERS_PARALLELISM", False),
+        ("VLLM_MAX_TOKENS_PER_EXPERT_FP4_MOE", False),
+        ("VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD", False),
+    ],
+)
+def test_secret_names_are_told_by_their_end_not_by_a_word_inside(name, secret):
+    assert plan.is_secret_name(name) is secret
+
+
+def test_a_port_in_use_is_found_before_anything_starts():
+    import socket
+
+    from vllm_forge.serve import server
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert f"{port}" in (server.port_problem("127.0.0.1", port) or "")
+    assert server.port_problem("127.0.0.1", port) is None
+
+
+def test_a_check_container_that_never_answers_is_removed_and_said_in_one_line(monkeypatch):
+    """The facts read and the kernel probe: the client times out, its container must not stay."""
+    calls: list[list[str]] = []
+
+    def run(self, argv, *, check=True, capture=True, timeout=None, **kw):
+        calls.append(list(argv))
+        if timeout is not None:
+            raise subprocess.TimeoutExpired(argv, timeout)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(engines.Engine, "run", run)
+    docker = engines.Engine(name="docker", client="/usr/bin/docker", mode="buildkit-classic",
+                            version="20.10")  # fmt: skip
+    with pytest.raises(VerifyError, match="no answer in 5 s"):
+        image._ask(docker, "localhost/x:y", timeout=5)
+    with pytest.raises(EngineCommandError, match="kernel probe: no answer in 5 s"):
+        preflight.run_probe(docker, "localhost/x:y", "all", timeout=5)
+    started = [argv[argv.index("--name") + 1] for argv in calls if "run" in argv[1:2]]
+    removed = [argv[-1] for argv in calls if argv[1:3] == ["rm", "-f"]]
+    assert len(started) == 2 and removed == started

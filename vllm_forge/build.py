@@ -92,14 +92,16 @@ def parse_compiles(lines: list[str]) -> dict[str, str]:
         units = int(keys.get("units", ["0"])[0])
         if not units:
             continue
-        text = f"{units} units, {int(keys['waited'][0]) // 60} min waiting for memory"
+        waited = int(keys.get("waited", ["0"])[0])
+        text = f"{units} units, {waited // 60} job-minutes waiting for memory"
         if heaviest := keys.get("heaviest"):
             mib, name = heaviest[0].split(" ", 1)
             text += f", heaviest {int(mib) / 1024:.1f} GiB ({name})"
         if over := keys.get("over-estimate"):
+            count = int(keys.get("over-count", [str(len(over))])[0])
             peak, expected, rule, name = over[0].split(" ", 3)
             text += (
-                f"; {len(over)} above compile_memory.toml, most {int(peak) / 1024:.1f} > "
+                f"; {count} above compile_memory.toml, most {int(peak) / 1024:.1f} > "
                 f"{int(expected) / 1024:.1f} GiB ({rule}: {name})"
             )
         described[what] = text

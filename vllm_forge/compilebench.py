@@ -415,8 +415,11 @@ def run_commands(
         (admit_dir / "units.jsonl").unlink(missing_ok=True)
         env["FORGE_MEM_BUDGET_MIB"] = str(budget_mib)
         env["FORGE_ADMIT_DIR"] = str(admit_dir)
-        if admit_table:
-            env["FORGE_ADMIT_TABLE"] = str(admit_table)
+        # the project's table unless told otherwise (compile_admit.py looks beside itself,
+        # which is where the build context puts it, not where it lives in the package)
+        env["FORGE_ADMIT_TABLE"] = str(
+            admit_table or Path(__file__).with_name("compile_memory.toml")
+        )
     poller = _Poller()
     poller.start()
     results: list[UnitResult | None] = [None] * len(commands)

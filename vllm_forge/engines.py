@@ -154,11 +154,8 @@ class Engine:
         return argv + [image, *command]
 
     def gpu_flags(self) -> list[str]:
-        """`run` options that hand every NVIDIA GPU in: docker's `--gpus` (the NVIDIA runtime),
-        podman's CDI device (the NVIDIA container toolkit's generated spec)."""
-        if self.name == "docker":
-            return ["--gpus", "all"]
-        return ["--device", "nvidia.com/gpu=all"]
+        """`run` options that hand every NVIDIA GPU in (see gpu_device_flags)."""
+        return self.gpu_device_flags("all")
 
     def gpu_device_flags(self, devices: str) -> list[str]:
         """`run` options that hand NVIDIA GPUs in: "all", device indexes ("0,1"), or "none".

@@ -13,7 +13,6 @@ table's inventory of units to give each machine an expected peak and wall time.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import os
 import tomllib
@@ -185,11 +184,6 @@ def unit_kinds(path: Path = COMPILE_TABLE) -> list[UnitKind]:
         )
         for rule in table["unit"]
     ]
-
-
-def expected_gib(source: str, kinds: list[UnitKind], default_gib: float) -> float:
-    """The compile launcher's rule, for one source path (first matching pattern wins)."""
-    return next((k.gib for k in kinds if fnmatch.fnmatch(source, k.pattern)), default_gib)
 
 
 @dataclass(frozen=True, kw_only=True)

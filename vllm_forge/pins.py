@@ -350,9 +350,10 @@ def parse_serve(table: dict[str, Any]) -> ServePins:
     env = d["env"]
     for name, value in env.items():
         if not _ENV_NAME.match(name) or not isinstance(value, str):
+            # the name and the value's type only: the value may be a token written by mistake
             raise ConfigError(
-                f'[serve].env.{name} = {value!r}; write NAME = "value" (a string), e.g.'
-                ' VLLM_LOGGING_LEVEL = "DEBUG"'
+                f"[serve].env.{name}: a {type(value).__name__} under that name; write"
+                ' NAME = "value" (a string), e.g. VLLM_LOGGING_LEVEL = "DEBUG"'
             )
     return ServePins(
         model=model,

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from . import redact
+from . import pipconfig, redact
 from .base import sha256_file
 from .errors import ConfigError, IndexError_
 from .pins import Pins
@@ -1319,7 +1319,12 @@ def fetch_sdist(project: Project, pins: Pins) -> Path:
         pins.vllm.sdist_sha256,
         str(dest),
     ]
-    result = subprocess.run(argv, capture_output=True, text=True)
+    # The index and CA as `lock` reads them (pipconfig), handed over the environment: the script
+    # asks `pip config` itself only inside the image, and this Python may have no pip.
+    env = {**os.environ, "PIP_INDEX_URL": pipconfig.index_url()}
+    if cert := pipconfig.settings().get("cert"):
+        env["PIP_CERT"] = cert
+    result = subprocess.run(argv, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise IndexError_(redact.redact(f"cannot fetch the vLLM {pins.vllm.version} sdist: {tail}"))

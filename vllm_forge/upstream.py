@@ -195,5 +195,7 @@ def _git_checkout(url: str, revision: str, parent: Path) -> Path:
             raise IndexError_(
                 redact.redact(f"cannot check out vLLM {revision} from [vllm].git_url: {tail}")
             )
+    if target.exists():  # an earlier, incomplete one (no pyproject.toml): replaced
+        shutil.rmtree(target)
     work.replace(target)
     return target

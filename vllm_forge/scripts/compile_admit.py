@@ -73,8 +73,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# A compile that has waited this long goes first: nothing that came after it may pass it then
+# (before, lighter ones may, and fill the cores while it waits for memory).
+STARVING_S = 30.0
+
+
 class Ledger:
-    """The running compiles, {pid: expected MiB}, in a JSON file under an exclusive flock."""
+    """The compiles running, {pid: expected MiB}, and those waiting, {pid: [since, MiB]}, in a
+    JSON file under an exclusive flock; entries of processes that died are dropped."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -82,39 +88,53 @@ class Ledger:
         self.lock = directory / "ledger.lock"
 
     def update(self, change) -> bool:
-        """Apply change(entries) -> bool under the lock; write the entries back; return it."""
+        """Apply change(running, waiting) -> bool under the lock; write both back; return it."""
         with open(self.lock, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                entries = json.loads(self.path.read_text()) if self.path.exists() else {}
+                state = json.loads(self.path.read_text()) if self.path.exists() else {}
             except ValueError:
-                entries = {}
-            entries = {pid: mib for pid, mib in entries.items() if _alive(int(pid))}
-            result = change(entries)
+                state = {}
+            running = {p: m for p, m in state.get("running", {}).items() if _alive(int(p))}
+            waiting = {p: w for p, w in state.get("waiting", {}).items() if _alive(int(p))}
+            result = change(running, waiting)
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(entries))
+            tmp.write_text(json.dumps({"running": running, "waiting": waiting}))
             tmp.replace(self.path)
             return result
 
 
 def admit(ledger: Ledger, need: int, budget: int) -> tuple[float, int]:
-    """Wait until `need` MiB fit beside what runs; enter the ledger. (seconds waited, in use)."""
+    """Wait until `need` MiB fit beside what runs, and no compile starving for longer waits
+    ahead; enter the ledger. Returns (seconds waited, MiB in use when it entered)."""
     me = str(os.getpid())
     start = time.monotonic()
+    since = time.time()  # wall clock: comparable between processes
     pause = POLL_S[0]
     seen = [0]
 
-    def enter(entries: dict) -> bool:
-        used = sum(entries.values())
+    def enter(running: dict, waiting: dict) -> bool:
+        running.pop(me, None)  # a dead compile's entry under a reused PID is not ours to count
+        waiting.setdefault(me, [since, need])
+        used = sum(running.values())
         seen[0] = used
-        if not entries or used + need <= budget:
-            entries[me] = need
+        now = time.time()
+        starving = [p for p, (t, _) in waiting.items() if now - t > STARVING_S and t < since]
+        if starving:
+            return False
+        if not running or used + need <= budget:
+            del waiting[me]
+            running[me] = need
             return True
         return False
 
-    while not ledger.update(enter):
-        time.sleep(pause)
-        pause = min(pause * 1.5, POLL_S[1])
+    try:
+        while not ledger.update(enter):
+            time.sleep(pause)
+            pause = min(pause * 1.5, POLL_S[1])
+    except BaseException:
+        ledger.update(lambda running, waiting: bool(waiting.pop(me, None)))
+        raise
     return time.monotonic() - start, seen[0]
 
 
@@ -122,7 +142,7 @@ def run(argv: list[str]) -> int:
     budget = int(os.environ.get("FORGE_MEM_BUDGET_MIB") or 0)
     source = source_of(argv)
     if budget <= 0 or source is None:  # no admission asked, or not a compile (a version probe)
-        return subprocess.call(argv)
+        os.execvp(argv[0], argv)  # this process becomes the compiler: signals, exit code and all
     table = tomllib.loads(table_path().read_text())
     need, rule = expected_mib(source, table)
     ledger = Ledger(state_dir())
@@ -141,7 +161,7 @@ def run(argv: list[str]) -> int:
     try:
         code = child.wait()
     finally:
-        ledger.update(lambda entries: entries.pop(str(os.getpid()), None) and False)
+        ledger.update(lambda running, _waiting: bool(running.pop(str(os.getpid()), None)))
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
     record = {
         "source": source,
@@ -154,7 +174,7 @@ def run(argv: list[str]) -> int:
     }
     with open(state_dir() / "units.jsonl", "a") as out:
         out.write(json.dumps(record) + "\n")
-    return code
+    return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
 
 
 def summary(directory: Path) -> list[str]:
@@ -170,6 +190,7 @@ def summary(directory: Path) -> list[str]:
         f"vllm-forge-compile seconds {sum(r['seconds'] for r in records):.0f}",
         f"vllm-forge-compile waited {sum(r['waited'] for r in records):.0f}",
         f"vllm-forge-compile heaviest {heaviest['peak_mib']} {Path(heaviest['source']).name}",
+        f"vllm-forge-compile over-count {len(over)}",
     ]
     for r in sorted(over, key=lambda r: r["peak_mib"] - r["expected_mib"], reverse=True)[:10]:
         lines.append(

@@ -12,6 +12,7 @@ HTTP Basic auth, and the URL is never printed ("the configured index" stands for
 
 import base64
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -173,12 +174,19 @@ def is_sdist_of(filename: str, project: str, version: str) -> bool:
 def fetch(name: str, version: str, sha256: str, dest: str) -> str:
     """The sdist's filename, once it is at `dest` with the pinned sha256."""
     sha256 = sha256.lower()
-    index = Index(pip_setting("index-url") or default_index(), pip_setting("cert"))
+    cert = pip_setting("cert")
+    try:
+        index = Index(pip_setting("index-url") or default_index(), cert)
+    except OSError as error:  # ssl: the configured CA bundle is missing or unreadable
+        raise Failure(f"the CA bundle {cert} cannot be read ({error.strerror or error})") from None
     project = normalize(name)
     page_url = urljoin(index.url.rstrip("/") + "/", project + "/")
-    with index.open(page_url, ACCEPT) as response:
-        page_url = response.geturl()  # relative file URLs are relative to where it ended up
-        files = project_files(response.read(), response.headers.get("Content-Type", ""))
+    try:
+        with index.open(page_url, ACCEPT) as response:
+            page_url = response.geturl()  # relative file URLs are relative to where it ended up
+            files = project_files(response.read(), response.headers.get("Content-Type", ""))
+    except (OSError, http.client.HTTPException, ValueError, KeyError) as error:
+        raise Failure(f"{name}: the project page on {INDEX} could not be read ({error})") from None
     wanted = [f for f in files if is_sdist_of(f["filename"], project, version)]
     if not wanted:
         raise Failure(f"{name} {version}: no sdist on {INDEX}")
@@ -189,14 +197,19 @@ def fetch(name: str, version: str, sha256: str, dest: str) -> str:
         )
     partial = f"{dest}.part"
     digest = hashlib.sha256()
-    with index.open(urljoin(page_url, sdist["url"])) as response, open(partial, "wb") as out:
-        while chunk := response.read(1 << 20):
-            digest.update(chunk)
-            out.write(chunk)
-    if digest.hexdigest() != sha256:
-        os.unlink(partial)
-        raise Failure(f"{sdist['filename']}: sha256 {digest.hexdigest()} != pinned {sha256}")
-    os.replace(partial, dest)
+    try:
+        with index.open(urljoin(page_url, sdist["url"])) as response, open(partial, "wb") as out:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise Failure(f"{sdist['filename']}: sha256 {digest.hexdigest()} != pinned {sha256}")
+        os.replace(partial, dest)
+    except (OSError, http.client.HTTPException) as error:
+        raise Failure(f"{sdist['filename']}: the download broke off ({error})") from None
+    finally:
+        if os.path.exists(partial):  # anything but a verified file: nothing left behind
+            os.unlink(partial)
     return sdist["filename"]
 
 

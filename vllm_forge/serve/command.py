@@ -152,6 +152,8 @@ def run(project: Project, args: argparse.Namespace) -> int:
             f"a container named {plan.name} exists ({state[0]}): stop it with `vllm-forge serve"
             f" --stop --name {plan.name}`, or pass another --name"
         )
+    if problem := server.port_problem(plan.settings.host, plan.settings.port):
+        raise ConfigError(problem)
     if plan.settings.gpus == "none":
         print("serve: --gpus none: no GPU handed in, the kernel probe skipped")
     else:

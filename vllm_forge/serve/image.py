@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,15 +149,25 @@ def _load(path: Path, image_id: str) -> dict | None:
     return raw
 
 
-def _ask(engine: Engine, image: str) -> dict:
+def _ask(engine: Engine, image: str, *, timeout: float = 600) -> dict:
+    name = f"vllm-forge-serve-facts-{uuid.uuid4().hex[:12]}"
     argv = engine.run_argv(
         image,
         ["-c", FACTS],
         entrypoint="python3",
         env=NO_GPU_ENV,
+        name=name,
         extra=engine.no_network_flags(),
     )
-    result = engine.run(argv, check=False, timeout=600)
+    try:
+        result = engine.run(argv, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # the client is gone, its container is not (--rm acts on exit only)
+        engine.run(engine.remove_container_argv(name), check=False)
+        raise VerifyError(
+            f"cannot read what vLLM accepts from {image}: no answer in {timeout:.0f} s"
+            " (--dry-run shows the command without this check)"
+        ) from None
     for line in reversed(result.stdout.splitlines()):
         if line.startswith(MARKER):
             return json.loads(line[len(MARKER) :])

@@ -51,9 +51,17 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER = re.compile(r"^-[0-9.]")
 
 
+# A variable whose name ends the way a secret's does (HF_TOKEN, VLLM_API_KEY, *_PASSWORD,
+# AWS_SECRET_ACCESS_KEY) goes by name only. Narrower than the redaction rule, which masks widely:
+# TOKENIZERS_PARALLELISM or vLLM's VLLM_MAX_TOKENS_PER_EXPERT_FP4_MOE are settings, not secrets.
+_SECRET_NAME = re.compile(
+    r"(?i)(^|_)(TOKEN|SECRET|SECRET_KEY|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS?)$"
+)
+
+
 def is_secret_name(name: str) -> bool:
-    """The redaction rule's own test of a secret-named variable (HF_TOKEN, *_API_KEY, ...)."""
-    return name in SECRET_NAMES or bool(redact._SECRET_ENV.search(name))
+    """Whether a variable holds a secret, by its name (HF_TOKEN, *_API_KEY, ...)."""
+    return name in SECRET_NAMES or bool(_SECRET_NAME.search(name))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,8 +96,9 @@ class EnvRequest:
     @classmethod
     def parse(cls, text: str) -> EnvRequest:
         name, sep, value = text.partition("=")
-        if not _ENV_NAME.match(name):
-            raise ConfigError(f"--env {text!r}: write NAME=VALUE, or NAME to pass it from here")
+        if not _ENV_NAME.match(name):  # the name only: what follows `=` may be a token
+            shown = f"{name}=..." if sep else name
+            raise ConfigError(f"--env {shown!r}: write NAME=VALUE, or NAME to pass it from here")
         return cls(name=name, value=value if sep else None)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from dataclasses import dataclass
 
 from ..engines import Engine
@@ -85,16 +86,18 @@ def check_probe(result: ProbeResult, engine: Engine, image: str) -> str:
     raise EngineCommandError(f"kernel probe: exit {result.exit_code}: {detail}")
 
 
-def probe_argv(engine: Engine, image: str, gpus: str) -> list[str]:
+def probe_argv(engine: Engine, image: str, gpus: str, name: str | None = None) -> list[str]:
     extra = [*engine.gpu_device_flags(gpus), *engine.label_flags(), *engine.no_network_flags()]
-    return engine.run_argv(image, ["--json"], entrypoint=PROBE, extra=extra)
+    return engine.run_argv(image, ["--json"], entrypoint=PROBE, name=name, extra=extra)
 
 
 def run_probe(engine: Engine, image: str, gpus: str, *, timeout: float = 120) -> str:
     """Run the image's kernel probe on the GPUs `gpus` names; its summary, or the error."""
-    argv = probe_argv(engine, image, gpus)
+    name = f"vllm-forge-serve-probe-{uuid.uuid4().hex[:12]}"
+    argv = probe_argv(engine, image, gpus, name)
     try:
         done = engine.run(argv, check=False, timeout=timeout)
     except subprocess.TimeoutExpired:
+        engine.run(engine.remove_container_argv(name), check=False)  # --rm acts on exit only
         raise EngineCommandError(f"kernel probe: no answer in {timeout:.0f} s") from None
     return check_probe(interpret(done.returncode, done.stdout, done.stderr), engine, image)

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import redact
-from ..errors import ConfigError, EngineCommandError, ForgeError
+from ..errors import EngineCommandError, ForgeError
 from . import client
 from .plan import ServePlan
 
@@ -202,8 +203,6 @@ def serve(
 ) -> int:
     """Start, wait, then bench / detach / follow. Every way out but a detached success removes
     the container."""
-    if problem := port_problem(plan.settings.host, plan.settings.port):
-        raise ConfigError(problem)
     follower: LogFollower | None = None
     keep = False
     began = time.monotonic()
@@ -219,8 +218,8 @@ def serve(
         if bench:
             try:
                 echo(client.bench(plan.url, ids[0], api_key=api_key).describe())
-            except (OSError, ValueError) as exc:
-                echo(f"serve: warning: the benchmark failed: {exc}")
+            except (OSError, ValueError, KeyError, http.client.HTTPException) as exc:
+                echo(f"serve: warning: the benchmark failed: {exc!r}")
         client_name = Path(plan.engine.client).name
         if detach:
             keep = True
@@ -248,6 +247,9 @@ def serve(
                 print(f"serve: the last {len(lines)} lines of {plan.name}'s log:", file=sys.stderr)
                 for line in lines:
                     print(f"  | {line}", file=sys.stderr)
+        remove(plan)
+        raise
+    except BaseException:  # a bug of ours: no traceback leaves a server running behind it
         remove(plan)
         raise
     finally:
