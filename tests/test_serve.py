@@ -754,3 +754,14 @@ def test_a_check_container_that_never_answers_is_removed_and_said_in_one_line(mo
     started = [argv[argv.index("--name") + 1] for argv in calls if "run" in argv[1:2]]
     removed = [argv[-1] for argv in calls if argv[1:3] == ["rm", "-f"]]
     assert len(started) == 2 and removed == started
+
+
+def test_the_gpu_runtimes_error_is_found_among_dockers_other_lines():
+    stderr = (
+        'docker: Error response from daemon: could not select device driver "" with'
+        " capabilities: [[gpu]].\n\nRun 'docker run --help' for more information\n"
+        'time="2026-12-05T07:18:08Z" level=error msg="error waiting for container: context'
+        ' canceled"\n'
+    )
+    result = preflight.interpret(125, "", stderr)
+    assert "could not select device driver" in result.message

@@ -209,6 +209,8 @@ class Engine:
         if result.returncode != 0:
             return None
         status, _, code = result.stdout.strip().partition(" ")
+        # podman 4.3 says "stopped" for a moment after the process ended, then "exited"
+        status = "exited" if status == "stopped" else status
         try:
             return status, int(code or 0)
         except ValueError:

@@ -52,7 +52,10 @@ def interpret(returncode: int, stdout: str, stderr: str) -> ProbeResult:
             )
     lines = [line.strip() for line in (stderr or stdout).strip().splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]  # not docker's "Run '... --help'"
-    message = (errors or lines or ["no output"])[-1]
+    # the GPU runtime's own words first: docker 20.10 may add "error waiting for container:
+    # context canceled" after them
+    runtime = [line for line in errors if any(text in line for text in _NO_GPU_RUNTIME)]
+    message = (runtime or errors or lines or ["no output"])[-1]
     return ProbeResult(exit_code=returncode, outcome="engine", message=message, gpus=())
 
 
