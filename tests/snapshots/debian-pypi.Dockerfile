@@ -41,9 +41,9 @@ FROM toolchain AS kernel-probe
 # waits in scripts/compile_admit.py until its own expected peak (compile_memory.toml) fits. 0 (a
 # plain `docker build`): no waiting.
 ARG FORGE_MEM_BUDGET_MIB=0
-# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
-# memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
-# out of memory.
+# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes one per core, memory being the
+# budget's business (`vllm-forge jobs` prints both); a plain `docker build` of this file gets 1:
+# slow, never out of memory.
 ARG MAX_JOBS=1
 ARG NVCC_THREADS=1
 COPY probe/ /src/kernel-probe/

@@ -35,9 +35,9 @@ FROM toolchain AS kernel-probe
 # waits in scripts/compile_admit.py until its own expected peak (compile_memory.toml) fits. 0 (a
 # plain `docker build`): no waiting.
 ARG FORGE_MEM_BUDGET_MIB=0
-# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
-# memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
-# out of memory.
+# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes one per core, memory being the
+# budget's business (`vllm-forge jobs` prints both); a plain `docker build` of this file gets 1:
+# slow, never out of memory.
 ARG MAX_JOBS=1
 ARG NVCC_THREADS=1
 COPY probe/ /src/kernel-probe/
@@ -97,9 +97,9 @@ FROM vllm-source AS vllm-build
 # waits in scripts/compile_admit.py until its own expected peak (compile_memory.toml) fits. 0 (a
 # plain `docker build`): no waiting.
 ARG FORGE_MEM_BUDGET_MIB=0
-# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
-# memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
-# out of memory.
+# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes one per core, memory being the
+# budget's business (`vllm-forge jobs` prints both); a plain `docker build` of this file gets 1:
+# slow, never out of memory.
 ARG MAX_JOBS=1
 ARG NVCC_THREADS=1
 # VLLM_MAIN_CUDA_VERSION: vLLM's setup.py appends `+cu128` to the version when nvcc's CUDA is not
@@ -153,20 +153,20 @@ FROM torch AS flashinfer-jit-cache
 # waits in scripts/compile_admit.py until its own expected peak (compile_memory.toml) fits. 0 (a
 # plain `docker build`): no waiting.
 ARG FORGE_MEM_BUDGET_MIB=0
-# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes what fits the machine's cores AND
-# memory (`vllm-forge jobs` prints it); a plain `docker build` of this file gets 1: slow, never
-# out of memory.
+# MAX_JOBS: parallel compile jobs. `vllm-forge build` passes one per core, memory being the
+# budget's business (`vllm-forge jobs` prints both); a plain `docker build` of this file gets 1:
+# slow, never out of memory.
 ARG MAX_JOBS=1
 # FlashInfer's source with its submodules, from the host's verified source cache (commit
 # 70b142b75b46aa56e7f675a8e6ec1a977352c91f). Copied, not mounted: its build writes into the tree.
 COPY sources/flashinfer/ /src/flashinfer/
+COPY scripts/compile_admit.py scripts/compile_memory.toml scripts/nvcc_ccache.sh /opt/forge/
 # The bind mount of vllm-build's wheels is the order: this compile starts only once vLLM's has
 # ended, so the two never hold MAX_JOBS compiles each at the same time (BuildKit would otherwise
 # run the two stages in parallel, both FROM torch).
-COPY scripts/compile_admit.py scripts/compile_memory.toml scripts/nvcc_ccache.sh /opt/forge/
 # Every nvcc and c++ of its ninja goes through ccache (FLASHINFER_NVCC, CXX: see
-# scripts/nvcc_ccache.sh for why nvcc needs a wrapper), so a rebuild after a change elsewhere
-# compiles nothing; the build tree goes in the same step.
+# scripts/nvcc_ccache.sh for why nvcc needs a wrapper), and every nvcc through the admission
+# launcher; a rebuild after a change elsewhere compiles nothing; the build trees go in the step.
 RUN --mount=type=cache,id=vllm-forge-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip-ca,target=/run/secrets/pip-ca \
     --mount=type=secret,id=pip-conf,target=/etc/pip.conf \
