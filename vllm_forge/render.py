@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     import jinja2
 
 TEMPLATE = "Dockerfile.j2"
-# The driver's cache of PTX it JIT-compiled, in the runtime image: writable by any user, and the
-# largest size the driver accepts (4 GiB; its default is 256 MiB).
-CACHE_ROOT = "/var/cache/vllm-forge"  # everything written at run time worth keeping: one volume
+# Everything the runtime image writes at run time and should keep, under one root (one volume),
+# writable by any user; in it the driver's cache of the PTX it JIT-compiled, at the largest size
+# the driver accepts (4 GiB; its default is 256 MiB to 1 GiB, by driver).
+CACHE_ROOT = "/var/cache/vllm-forge"
 CUDA_CACHE_PATH = f"{CACHE_ROOT}/cuda"
 CUDA_CACHE_MAX_SIZE = 4 * 1024**3
 # The compile admission launcher (scripts/compile_admit.py) and its table, as the compile steps
