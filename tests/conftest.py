@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from vllm_forge import engines
+from vllm_forge.errors import IndexError_
+from vllm_forge.verify.archcheck import pip_install_target
 
 ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "build" / ".cache"
+CUDA_TOOLKIT = "cuda-toolkit[nvcc,cudart,cccl,crt,nvvm]==13.0.2"
 _NOT_CHECKED: dict[str, str] = {}
 
 
@@ -21,6 +26,28 @@ def engine_or_skip(name: str) -> engines.Engine:
         reason = f"{name} not usable: {exc}"
         _NOT_CHECKED[f"engine:{name}"] = reason
         pytest.skip(reason)
+
+
+def install_or_skip(requirement: str, target: Path) -> Path:
+    """pip-install `requirement` into `target` (reused if there); skip, saying why, when the
+    package index is unreachable."""
+    try:
+        return pip_install_target([requirement], target)
+    except IndexError_ as err:
+        if "index is unreachable" in str(err):
+            reason = f"package index unreachable, cannot install {requirement}: {err}"
+            print(reason, file=sys.stderr)
+            pytest.skip(reason)
+        raise
+
+
+@pytest.fixture(scope="session")
+def cuda_home() -> Path:
+    """A CUDA 13 toolkit (nvcc, cudart, CCCL) pip-installed into build/.cache, reused if there."""
+    target = install_or_skip(CUDA_TOOLKIT, CACHE / "cuda-toolkit-13.0.2")
+    nvccs = sorted(target.glob("nvidia/*/bin/nvcc"))
+    assert nvccs, f"{CUDA_TOOLKIT} under {target} holds no nvidia/*/bin/nvcc"
+    return nvccs[0].parent.parent
 
 
 def gpu_visible() -> bool:

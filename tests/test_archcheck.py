@@ -37,7 +37,6 @@ from vllm_forge.verify.archcheck import (
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "build" / ".cache"
 PROBE_DIR = Path(vllm_forge.__file__).parent / "probe"
-CUDA_TOOLKIT = "cuda-toolkit[nvcc,cudart,cccl,crt,nvvm]==13.0.2"
 
 # `cuobjdump --list-elf --list-ptx` (13.2/13.5) on the probe built for
 # 9.0, 12.0+PTX and 12.0a, stdout and stderr together.
@@ -177,26 +176,6 @@ def test_report_table_and_failure_message_name_file_found_and_required():
 
 
 # --- real tools from the package index --------------------------------------------------------
-
-
-def _install_or_skip(requirement: str, target: Path) -> Path:
-    try:
-        return pip_install_target([requirement], target)
-    except IndexError_ as err:
-        if "index is unreachable" in str(err):
-            reason = f"package index unreachable, cannot install {requirement}: {err}"
-            print(reason, file=sys.stderr)
-            pytest.skip(reason)
-        raise
-
-
-@pytest.fixture(scope="session")
-def cuda_home() -> Path:
-    """A CUDA 13 toolkit (nvcc, cudart, CCCL) pip-installed into build/.cache, reused if there."""
-    target = _install_or_skip(CUDA_TOOLKIT, CACHE / "cuda-toolkit-13.0.2")
-    nvccs = sorted(target.glob("nvidia/*/bin/nvcc"))
-    assert nvccs, f"{CUDA_TOOLKIT} under {target} holds no nvidia/*/bin/nvcc"
-    return nvccs[0].parent.parent
 
 
 @pytest.fixture(scope="session")

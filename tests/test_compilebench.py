@@ -31,12 +31,8 @@ from vllm_forge.compilebench import (
     tree_rss_bytes,
     unit_kind,
 )
-from vllm_forge.errors import IndexError_
-from vllm_forge.verify.archcheck import pip_install_target
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "build" / ".cache"
-CUDA_TOOLKIT = "cuda-toolkit[nvcc,cudart,cccl,crt,nvvm]==13.0.2"
 MIB = 2**20
 
 # A child that holds `mib` MiB resident (touched, not just reserved) for `secs` seconds.
@@ -268,22 +264,6 @@ def test_cli_run_writes_a_report_and_a_family_table(tmp_path, capsys):
 
 
 # --- a real nvcc compile, FlashInfer-style ninja file --------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def cuda_home() -> Path:
-    target = CACHE / "cuda-toolkit-13.0.2"
-    try:
-        pip_install_target([CUDA_TOOLKIT], target)
-    except IndexError_ as err:
-        if "index is unreachable" in str(err):
-            reason = f"package index unreachable, cannot install {CUDA_TOOLKIT}: {err}"
-            print(reason, file=sys.stderr)
-            pytest.skip(reason)
-        raise
-    nvccs = sorted(target.glob("nvidia/*/bin/nvcc"))
-    assert nvccs, f"{CUDA_TOOLKIT} under {target} holds no nvidia/*/bin/nvcc"
-    return nvccs[0].parent.parent
 
 
 KERNEL = """\
