@@ -107,11 +107,10 @@ def desktop_compile(kinds: list[jobs_mod.UnitKind] | None = None) -> dict:
     """The rtx5090 profile's compile on a 16-core, 32 GB desktop, from the unit table."""
     kinds = jobs_mod.unit_kinds() if kinds is None else kinds
     label, cores, gb = jobs_mod.MACHINES[0]
-    budget = jobs_mod.plan(cores=cores, memory=gb * jobs_mod.GIB, nvcc_threads=1, gencode_targets=1)
+    budget_gib, simulated = jobs_mod.expected_compile(kinds, cores=cores, memory_gib=gb)
     stages = {}
-    for stage in ("vllm", "flashinfer"):
+    for stage, sim in simulated.items():
         units = jobs_mod.stage_units(kinds, stage)
-        sim = jobs_mod.simulate(units, jobs=cores, budget_gib=budget.memory_budget_mib / 1024)
         measured = sum(
             k.count for k in kinds if k.stage == stage and k.source.startswith("measured")
         )
@@ -122,7 +121,7 @@ def desktop_compile(kinds: list[jobs_mod.UnitKind] | None = None) -> dict:
             "seconds": sim.seconds,
             "peak_gib": sim.peak_gib,
         }
-    return {"machine": label, "budget_gib": budget.memory_budget_mib / 1024, "stages": stages}
+    return {"machine": label, "budget_gib": budget_gib, "stages": stages}
 
 
 def describe(engine: Engine, pins: Pins, r: dict, report: Path) -> str:

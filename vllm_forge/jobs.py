@@ -229,17 +229,29 @@ def stage_units(kinds: list[UnitKind], stage: str) -> list[tuple[float, float]]:
 MACHINES = (("16 cores, 32 GB", 16, 32), ("24 cores, 64 GB", 24, 64))
 
 
+STAGES = ("vllm", "flashinfer")  # the rtx5090 profile's compile stages, one after the other
+
+
+def expected_compile(
+    kinds: list[UnitKind], *, cores: int, memory_gib: float
+) -> tuple[float, dict[str, Simulated]]:
+    """(memory budget in GiB, {stage: the admission replayed}) for a machine of that size."""
+    budget = plan(cores=cores, memory=round(memory_gib * GIB), nvcc_threads=1, gencode_targets=1)
+    budget_gib = budget.memory_budget_mib / 1024
+    return budget_gib, {
+        stage: simulate(stage_units(kinds, stage), jobs=cores, budget_gib=budget_gib)
+        for stage in STAGES
+    }
+
+
 def machine_lines(kinds: list[UnitKind], machines=MACHINES) -> list[str]:
     """Expected peak and compile time per stage for a few machines (the table's inventory)."""
     lines = []
     for label, cores, gb in machines:
-        budget = plan(cores=cores, memory=round(gb * GIB), nvcc_threads=1, gencode_targets=1)
-        for stage in ("vllm", "flashinfer"):
-            sim = simulate(
-                stage_units(kinds, stage), jobs=cores, budget_gib=budget.memory_budget_mib / 1024
-            )
+        budget_gib, stages = expected_compile(kinds, cores=cores, memory_gib=gb)
+        for stage, sim in stages.items():
             lines.append(
-                f"{label:16} {stage:10} {cores:3} jobs, budget {budget.memory_budget_mib / 1024:4.0f}"
+                f"{label:16} {stage:10} {cores:3} jobs, budget {budget_gib:4.0f}"
                 f" GiB: ~{sim.seconds / 60:4.0f} min, expected peak {sim.peak_gib:4.1f} GiB, "
                 f"cores busy {sim.busy:4.0%}"
             )

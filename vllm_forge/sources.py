@@ -39,7 +39,7 @@ import sys
 import tarfile
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import pipconfig, redact
@@ -152,7 +152,7 @@ def load_for(pins: Pins, project: Project) -> SourcePins:
             )
         if not flashinfer:
             kept = tuple(s for s in found.sources if s.used_by != "flashinfer-jit-cache")
-            found = replace(found, flashinfer="", sources=kept)
+            found = dataclasses.replace(found, flashinfer="", sources=kept)
         return found
     raise ConfigError(
         f"no source pins for profile {pins.profile} ({pins_file_name(pins.profile)}): run "
