@@ -21,6 +21,8 @@ ADMIT = ROOT / "vllm_forge" / "scripts" / "compile_admit.py"
 sys.path.insert(0, str(ADMIT.parent))
 import compile_admit  # noqa: E402
 
+from vllm_forge import pins  # noqa: E402
+
 EMPTY = {"running": {}, "waiting": {}}
 TABLE = """\
 [default]
@@ -257,3 +259,51 @@ def test_a_starving_compile_goes_before_later_ones(rig, monkeypatch):
         for proc in (holder, starving):
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.network
+def test_cmake_runs_every_compile_through_the_launcher_the_build_sets(tmp_path):
+    """The vllm-build stage's CMAKE_ARGS, as vLLM's setup.py passes them: its own
+    `-DCMAKE_CXX_COMPILER_LAUNCHER=ccache` first, ours (a `;` list) after; the later one must win
+    and the list must run as launcher, ccache, compiler. With the build lock's CMake and ninja."""
+    from conftest import CACHE, install_or_skip
+
+    from vllm_forge import render
+
+    build_lock = (ROOT / "vllm_forge" / "locks" / "rtx5090-build.txt").read_text()
+    runtime_lock = (ROOT / "vllm_forge" / "locks" / "rtx5090.txt").read_text()
+    cmake_pin = next(ln.split()[0] for ln in build_lock.splitlines() if ln.startswith("cmake=="))
+    ninja_pin = next(ln.split()[0] for ln in runtime_lock.splitlines() if ln.startswith("ninja=="))
+    tools = [install_or_skip(pin, CACHE / pin.replace("==", "-")) for pin in (cmake_pin, ninja_pin)]
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([*(str(t / "bin") for t in tools), os.environ["PATH"]]),
+        "PYTHONPATH": os.pathsep.join(str(t) for t in tools),
+        "FORGE_MEM_BUDGET_MIB": "4096",
+        "FORGE_ADMIT_DIR": str(tmp_path / "admit"),
+        "FORGE_ADMIT_TABLE": str(ROOT / "vllm_forge" / "compile_memory.toml"),
+        "CCACHE_DIR": str(tmp_path / "ccache"),
+    }
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.26)\nproject(k CXX)\nadd_library(k SHARED k.cpp)\n"
+    )
+    (src / "k.cpp").write_text("int k() { return 1; }\n")
+    ours = [
+        arg.replace(render.ADMIT_SCRIPT, str(ADMIT))
+        for arg in render.template_context(pins.load(ROOT / "versions.toml", "debian-pypi"))[
+            "compile_launchers"
+        ].split()
+        if "CXX" in arg
+    ]
+    configure = ["cmake", "-S", str(src), "-B", str(tmp_path / "b"), "-G", "Ninja",
+                 "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache", *ours]  # fmt: skip
+    subprocess.run(configure, env=env, check=True, capture_output=True, text=True)
+    built = subprocess.run(
+        ["cmake", "--build", str(tmp_path / "b"), "-v"],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert f"python3 {ADMIT} ccache " in built.stdout
+    (record,) = [json.loads(line) for line in (tmp_path / "admit" / "units.jsonl").open()]
+    assert record["source"] == str(src / "k.cpp") and record["exit"] == 0
