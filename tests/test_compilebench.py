@@ -20,14 +20,19 @@ from vllm_forge.compilebench import (
     Command,
     family,
     family_table,
+    kind_of,
+    kind_table,
     load_commands,
     main,
     module_family,
+    parse_compile_commands,
     parse_ninja,
     rewrite,
     run_commands,
     sample,
     save_commands,
+    stratified,
+    table_rules,
     tree_rss_bytes,
     unit_kind,
 )
@@ -261,6 +266,121 @@ def test_cli_run_writes_a_report_and_a_family_table(tmp_path, capsys):
     assert data["units"][0]["peak_mib"] >= 50
     assert "| norm | 1 |" in capsys.readouterr().out
     assert family_table(data["units"])[2].startswith("| norm | 1 |")
+
+
+# --- CMake's exported commands, the table's kinds, the stratified sample ---------------------------
+
+
+def test_compile_commands_give_the_exact_argv_and_the_cmake_target(tmp_path):
+    path = tmp_path / "compile_commands.json"
+    path.write_text(json.dumps([
+        {"directory": "/b", "file": "/s/csrc/cache_kernels.cu",
+         "output": "CMakeFiles/_C.dir/csrc/cache_kernels.cu.o",
+         "command": '/cuda/bin/nvcc -DX="a b" -gencode arch=compute_120,code=sm_120 -c '
+                    "/s/csrc/cache_kernels.cu -o CMakeFiles/_C.dir/csrc/cache_kernels.cu.o"},
+        {"directory": "/b", "file": "/fa/hopper/instantiations/f.cu",
+         "output": "vllm-flash-attn/CMakeFiles/_vllm_fa3_C.dir/hopper/instantiations/f.cu.o",
+         "arguments": ["/cuda/bin/nvcc", "-c", "/fa/hopper/instantiations/f.cu"]},
+    ]))  # fmt: skip
+    first, second = parse_compile_commands(path)
+    assert first.argv[1] == "-DX=a b" and first.argv[0] == "/cuda/bin/nvcc"
+    assert (first.module, first.cwd, first.source) == ("_C", "/b", "/s/csrc/cache_kernels.cu")
+    assert second.module == "_vllm_fa3_C" and second.argv[-1] == "/fa/hopper/instantiations/f.cu"
+    assert (
+        main(["cmake", str(path), "--out", str(tmp_path / "c.json"), "--prefix", "/s=@{vllm}"]) == 0
+    )
+    assert load_commands(tmp_path / "c.json")[0].source == "@{vllm}/csrc/cache_kernels.cu"
+
+
+def test_the_projects_table_sorts_vllm_units_into_its_kinds():
+    """First match wins, as in compile_admit.py: FA3's instantiations are named flash_fwd_* too,
+    and must not count as FA2's."""
+    rules = table_rules()
+    assert kind_of("/v/fa/hopper/instantiations/flash_fwd_hdim64_bf16_sm90.cu", rules) == (
+        "flash-attention-3"
+    )
+    assert kind_of("/v/fa/csrc/flash_attn/src/flash_fwd_hdim64_bf16_sm80.cu", rules) == (
+        "flash-attention-2"
+    )
+    assert kind_of("/v/vllm/csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm120_fp8.cu", rules) == (
+        "cutlass-sm120-fp8-gemm"
+    )
+    assert kind_of("/v/vllm/csrc/torch_bindings.cpp", rules) == "default"
+
+
+RULES = [{"name": "a", "pattern": "*/a*"}, {"name": "b", "pattern": "*/b*"}]
+
+
+def units_of(names: list[str]) -> list[Command]:
+    return [Command(source=f"/s/{n}", argv=["true"]) for n in names]
+
+
+def test_stratified_spreads_each_kind_and_honours_per_kind_counts():
+    commands = units_of([f"a{i:02d}" for i in range(12)] + ["b0", "b1", "c0"])
+    picked = [Path(c.source).name for c in stratified(commands, RULES, 3)]
+    assert sorted(picked) == ["a02", "a06", "a10", "b0", "b1", "c0"]  # stride 4 from its middle
+    assert picked.index("a02") < picked.index("a10")  # in the kind's order, kinds interleaved
+    other = [Path(c.source).name for c in stratified(commands, RULES, 3, phase=0.0)]
+    assert sorted(other) == ["a00", "a04", "a08", "b0", "b1", "c0"]
+    only = [Path(c.source).name for c in stratified(commands, RULES, 0, {"a": 1, "default": 1})]
+    assert sorted(only) == ["a06", "c0"]  # b left out
+
+
+def test_kind_table_extrapolates_mean_time_over_the_whole_count():
+    commands = units_of([f"a{i}" for i in range(10)] + ["b0", "b1"])
+    units = [
+        {"source": "/s/a1", "kind": "a", "exit": 0, "wall_s": 100.0, "peak_mib": 2048.0},
+        {"source": "/s/a5", "kind": "a", "exit": 0, "wall_s": 260.0, "peak_mib": 3072.0},
+        {"source": "/s/b0", "kind": "b", "exit": -9, "wall_s": 400.0, "peak_mib": 9216.0,
+         "finished": False},
+    ]  # fmt: skip
+    rows = kind_table(commands, units, RULES)
+    assert "| a | 10 | 2 | 3.00 | 180 (260) | 0.50 |" in rows  # 180 s x 10 units = 0.5 job-hours
+    assert "| b | 2 | 0 | - | > 400 | - |" in rows
+    assert rows[-1] == "| all | 12 | 3 | | | 0.50 |"
+
+
+def test_a_unit_past_the_kill_deadline_is_reported_unfinished_with_its_peak(tmp_path):
+    commands = [
+        Command(source="/x/long.cu", argv=hold(80, 30)),
+        Command(source="/x/later.cu", argv=hold(10, 0.1)),
+    ]
+    seen = []
+    report = run_commands(
+        commands, jobs=1, logs=tmp_path / "logs", kill_after_s=1.5, rules=[],
+        progress=lambda _l: None, on_result=seen.append,
+    )  # fmt: skip
+    (unit,) = report.units
+    assert not unit.finished and unit.exit != 0
+    assert 1.4 <= unit.wall_s < 10
+    assert unit.peak_mib >= 80
+    assert report.not_started == 1 and seen == [unit]
+
+
+def test_no_unit_starts_after_stop_after_and_the_running_ones_finish(tmp_path):
+    commands = [Command(source=f"/x/u{i}.cu", argv=hold(10, 0.6)) for i in range(3)]
+    report = run_commands(
+        commands, jobs=1, logs=tmp_path / "logs", stop_after_s=0.3, rules=[],
+        progress=lambda _l: None,
+    )  # fmt: skip
+    assert [u.finished for u in report.units] == [True]
+    assert report.not_started == 2
+
+
+def test_the_launcher_runs_between_admission_and_the_compiler(tmp_path):
+    wrapper = tmp_path / "wrap.py"
+    wrapper.write_text(
+        "import os, sys\n"
+        f"open({str(tmp_path / 'seen')!r}, 'a').write(sys.argv[1] + '\\n')\n"
+        "os.execv(sys.argv[1], sys.argv[1:])\n"
+    )
+    commands = [Command(source="/x/light.cu", argv=[*hold(10, 0.1), "/x/light.cu"])]
+    report = run_commands(
+        commands, jobs=1, logs=tmp_path / "logs", budget_mib=4096, rules=[],
+        launcher=[sys.executable, str(wrapper)], progress=lambda _l: None,
+    )  # fmt: skip
+    assert [u.exit for u in report.units] == [0]
+    assert (tmp_path / "seen").read_text() == sys.executable + "\n"
 
 
 # --- a real nvcc compile, FlashInfer-style ninja file --------------------------------------------

@@ -224,6 +224,30 @@ def parse_ninja(path: Path, module: str = "") -> list[Command]:
     return commands
 
 
+_CMAKE_TARGET = re.compile(r"CMakeFiles/([^/]+)\.dir/")
+
+
+def parse_compile_commands(path: Path) -> list[Command]:
+    """The compile commands CMake exported (CMAKE_EXPORT_COMPILE_COMMANDS=ON): one per unit, the
+    exact command line ninja runs, less the launchers (ccache, the admission launcher), which a
+    run adds itself. The module is the CMake target the object belongs to (_C, _vllm_fa2_C...)."""
+    commands = []
+    for entry in json.loads(Path(path).read_text()):
+        argv = entry["arguments"] if "arguments" in entry else shlex.split(entry["command"])
+        output = entry.get("output", "")
+        target = _CMAKE_TARGET.search(output)
+        commands.append(
+            Command(
+                source=entry["file"],
+                argv=list(argv),
+                cwd=entry["directory"],
+                module=target.group(1) if target else "",
+                output=output,
+            )
+        )
+    return commands
+
+
 def rewrite(commands: list[Command], prefixes: list[tuple[str, str]]) -> list[Command]:
     """Replace path prefixes (longest first) in every field: local trees -> @{name} placeholders."""
     ordered = sorted(prefixes, key=lambda p: len(p[0]), reverse=True)
@@ -305,6 +329,53 @@ def sample(commands: list[Command], rule: str = "first-module") -> list[Command]
     return chosen
 
 
+# --- the unit table's kinds -------------------------------------------------------------------
+
+TABLE = Path(__file__).with_name("compile_memory.toml")
+
+
+def table_rules(path: Path = TABLE) -> list[dict]:
+    import tomllib  # noqa: PLC0415  (3.11+; `run` itself needs no table)
+
+    return list(tomllib.loads(Path(path).read_text()).get("unit", []))
+
+
+def kind_of(source: str, rules: list[dict]) -> str:
+    """The table's kind of a unit: the first rule whose pattern matches (compile_admit's rule)."""
+    for rule in rules:
+        if fnmatch.fnmatch(source, rule["pattern"]):
+            return rule["name"]
+    return "default"
+
+
+def stratified(
+    commands: list[Command],
+    rules: list[dict],
+    per_kind: int,
+    only: dict[str, int] | None = None,
+    phase: float = 0.5,
+) -> list[Command]:
+    """At most `per_kind` units of each kind of the table, spread over the kind: sorted by source,
+    every k-th from `phase` into the first stride (k = ceil(units / per_kind); 0.5: its middle;
+    another phase picks other units of the same kinds), so a kind's mean
+    time and largest peak stand for its whole count. The result interleaves the kinds the way
+    ninja meets them (each kind spread over the run), heavy ones not bunched at the start.
+    `only`: {kind: units} instead, for the kinds named (0 leaves a kind out)."""
+    by_kind: dict[str, list[Command]] = {}
+    for c in commands:
+        by_kind.setdefault(kind_of(c.source, rules), []).append(c)
+    placed = []
+    for kind, group in by_kind.items():
+        want = per_kind if only is None else only.get(kind, 0)
+        if want <= 0:
+            continue
+        group = sorted(group, key=lambda c: c.source)
+        stride = -(-len(group) // want)
+        picked = group[min(stride - 1, int(stride * phase)) :: stride]
+        placed += [((i + 0.5) / len(picked), kind, c.source, c) for i, c in enumerate(picked)]
+    return [c for *_, c in sorted(placed, key=lambda p: p[:3])]
+
+
 # --- running ----------------------------------------------------------------------------------
 
 
@@ -319,6 +390,8 @@ class UnitResult:
     tree_peak_mib: float
     proc_peak_mib: float
     waited_s: float | None = None
+    kind: str = ""
+    finished: bool = True  # False: stopped at the run's deadline (its figures are lower bounds)
 
     @property
     def peak_mib(self) -> float:
@@ -333,6 +406,8 @@ class RunReport:
     peak_total_mib: float
     machine: dict
     units: list[UnitResult] = field(default_factory=list)
+    not_started: int = 0
+    launcher: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -403,8 +478,19 @@ def run_commands(
     admit_table: Path | None = None,
     admit_dir: Path | None = None,
     progress=print,
+    launcher: list[str] | None = None,
+    stop_after_s: float = 0,
+    kill_after_s: float = 0,
+    rules: list[dict] | None = None,
+    on_result=None,
 ) -> RunReport:
-    """Run the commands `jobs` at a time and measure them (see the module docstring)."""
+    """Run the commands `jobs` at a time and measure them (see the module docstring).
+
+    `launcher` goes between the admission launcher and the compiler (e.g. ["ccache"]), as in the
+    image's build. `stop_after_s`: no unit starts after this; `kill_after_s`: units still running
+    then are stopped and reported unfinished (their time and peak so far: lower bounds), so a run
+    with a hard time limit still returns what it measured. `on_result(UnitResult)` sees each
+    unit as it ends."""
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     prefix: list[str] = []
@@ -420,6 +506,8 @@ def run_commands(
         env["FORGE_ADMIT_TABLE"] = str(
             admit_table or Path(__file__).with_name("compile_memory.toml")
         )
+    launcher = list(launcher or [])
+    rules = table_rules(admit_table or TABLE) if rules is None else rules
     poller = _Poller()
     poller.start()
     results: list[UnitResult | None] = [None] * len(commands)
@@ -428,6 +516,12 @@ def run_commands(
     start = time.monotonic()
     try:
         while pending or running:
+            elapsed = time.monotonic() - start
+            if stop_after_s and elapsed > stop_after_s and pending:
+                progress(f"compilebench: {len(pending)} units not started (past {stop_after_s} s)")
+                pending.clear()
+                if not running:
+                    break
             while pending and len(running) < jobs:
                 index = pending.pop(0)
                 command = commands[index]
@@ -437,7 +531,7 @@ def run_commands(
                 log.write((shlex.join(command.argv) + "\n\n").encode())
                 log.flush()
                 proc = subprocess.Popen(
-                    prefix + command.argv,
+                    prefix + launcher + command.argv,
                     cwd=command.cwd,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -448,7 +542,19 @@ def run_commands(
                     poller.running[proc.pid] = index
                     poller.peaks[index] = 0
                 running[proc.pid] = (index, proc, time.monotonic(), log)
-            pid, status, usage = os.wait4(-1, 0)
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+            finished = True
+            if pid == 0:
+                if kill_after_s and time.monotonic() - start > kill_after_s:
+                    pid = next(iter(running))  # stop them one by one, each reported unfinished
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
+                    _pid, status, usage = os.wait4(pid, 0)
+                    finished = False
+                    pending.clear()
+                else:
+                    time.sleep(POLL_S / 2)
+                    continue
             if pid not in running:
                 continue
             index, proc, began, log = running.pop(pid)
@@ -468,13 +574,18 @@ def run_commands(
                 cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
                 tree_peak_mib=round(tree_peak / 2**20, 1),
                 proc_peak_mib=round(usage.ru_maxrss / 1024, 1),
+                kind=kind_of(command.source, rules),
+                finished=finished,
             )
             done = sum(r is not None for r in results)
             unit = results[index]
             progress(
-                f"[{done}/{len(commands)}] {unit.exit:>3} {unit.wall_s:7.1f} s "
-                f"{unit.peak_mib / 1024:5.2f} GiB  {Path(command.source).name} ({unit.family})"
+                f"[{done}/{len(commands)}] {unit.exit if finished else 'cut':>3} "
+                f"{unit.wall_s:7.1f} s {unit.peak_mib / 1024:5.2f} GiB  "
+                f"{Path(command.source).name} ({unit.kind})"
             )
+            if on_result:
+                on_result(unit)
     except BaseException:
         for _index, proc, _began, _log in running.values():
             with contextlib.suppress(ProcessLookupError):
@@ -503,6 +614,8 @@ def run_commands(
         peak_total_mib=round(poller.peak_total / 2**20, 1),
         machine=machine_info(commands[0].argv if commands else None),
         units=[r for r in results if r is not None],
+        not_started=sum(r is None for r in results),
+        launcher=launcher,
     )
 
 
@@ -538,6 +651,48 @@ def unit_table(units: list[dict]) -> list[str]:
             f"| {Path(u['source']).name} | {u['family']} | {u['exit']} | {u['wall_s']:.1f} | "
             f"{u['cpu_s']:.1f} | {u['tree_peak_mib'] / 1024:.2f} / {u['proc_peak_mib'] / 1024:.2f} |"
         )
+    return rows
+
+
+def kind_table(commands: list[Command], units: list[dict], rules: list[dict]) -> list[str]:
+    """Per kind of the table: its units in the whole list, how many were measured, the largest
+    peak and the mean time of those that finished, and the kind's compile work extrapolated as
+    mean x units (CPU-seconds of one job each: nvcc runs one thread). Unfinished units count
+    as lower bounds: "> N s"."""
+    counts: dict[str, int] = {}
+    for c in commands:
+        kind = kind_of(c.source, rules)
+        counts[kind] = counts.get(kind, 0) + 1
+    by_kind: dict[str, list[dict]] = {}
+    for u in units:
+        by_kind.setdefault(u.get("kind") or kind_of(u["source"], rules), []).append(u)
+    rows = [
+        "| kind | units | measured | peak GiB max | seconds mean (max) | work, job-hours |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    total = 0.0
+    for kind in sorted(counts, key=lambda k: -counts[k]):
+        group = by_kind.get(kind, [])
+        done = [u for u in group if u.get("finished", True) and u["exit"] == 0]
+        cut = [u for u in group if not u.get("finished", True)]
+        if not done:
+            longest = max((u["wall_s"] for u in cut), default=0)
+            rows.append(
+                f"| {kind} | {counts[kind]} | 0 | - | "
+                + (f"> {longest:.0f} |" if cut else "- |")
+                + " - |"
+            )
+            continue
+        mean = statistics.fmean(u["wall_s"] for u in done)
+        peak = max(u["peak_mib"] for u in group) / 1024
+        work = mean * counts[kind] / 3600
+        total += work
+        more = f", {len(cut)} cut at > {max(u['wall_s'] for u in cut):.0f} s" if cut else ""
+        rows.append(
+            f"| {kind} | {counts[kind]} | {len(done)}{more} | {peak:.2f} | "
+            f"{mean:.0f} ({max(u['wall_s'] for u in done):.0f}) | {work:.2f} |"
+        )
+    rows.append(f"| all | {len(commands)} | {len(units)} | | | {total:.2f} |")
     return rows
 
 
@@ -604,10 +759,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-gib", type=float, default=0, help="admit via compile_admit.py")
     p.add_argument("--admit-table", type=Path)
     p.add_argument("--only", action="append", default=[], help="fnmatch on the source path")
-    p.add_argument("--sample", default="all", choices=["all", "first-module"])
+    p.add_argument("--sample", default="all", choices=["all", "first-module", "stratified"])
+    p.add_argument(
+        "--per-kind", default="4", help="stratified: units per table kind, or KIND=N,..."
+    )
+    p.add_argument("--phase", type=float, default=0.5, help="stratified: where in each stride")
     p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--launcher", default="", help="between admission and compiler, e.g. ccache")
+    p.add_argument("--stop-after", type=float, default=0, help="start no unit after S seconds")
+    p.add_argument("--kill-after", type=float, default=0, help="stop running units at S seconds")
     p.add_argument("--out", type=Path, default=Path("build/compilebench"))
     p.add_argument("--name", default="run")
+
+    p = sub.add_parser("cmake", help="CMake's compile_commands.json -> command list JSON")
+    p.add_argument("compile_commands", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--prefix", action="append", default=[], help="OLD=NEW path rewrite")
+
+    p = sub.add_parser("extrapolate", help="per table kind: measured figures and whole-stage cost")
+    p.add_argument("commands", type=Path, help="the stage's whole command list")
+    p.add_argument("reports", nargs="+", type=Path)
+    p.add_argument("--table", type=Path, default=TABLE)
 
     p = sub.add_parser("ninja", help="build.ninja files -> command list JSON")
     p.add_argument("ninja", nargs="+", type=Path)
@@ -633,6 +805,16 @@ def main(argv: list[str] | None = None) -> int:
         save_commands(commands, args.out)
         print(f"{len(commands)} compile commands from {len(args.ninja)} ninja files -> {args.out}")
         return 0
+    if args.cmd == "cmake":
+        commands = rewrite(parse_compile_commands(args.compile_commands), _pairs(args.prefix))
+        save_commands(commands, args.out)
+        print(f"{len(commands)} compile commands from {args.compile_commands} -> {args.out}")
+        return 0
+    if args.cmd == "extrapolate":
+        rules = table_rules(args.table)
+        units = [u for path in args.reports for u in json.loads(path.read_text())["units"]]
+        print("\n".join(kind_table(load_commands(args.commands), units, rules)))
+        return 0
     if args.cmd == "table":
         for path in args.reports:
             data = json.loads(path.read_text())
@@ -643,7 +825,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     commands = [c.substituted(dict(_pairs(args.root))) for c in load_commands(args.commands)]
-    commands = sample(commands, args.sample)
+    rules = table_rules(args.admit_table or TABLE)
+    if args.sample == "stratified":
+        if "=" in args.per_kind:
+            wanted = {k: int(v) for k, v in _pairs(args.per_kind.split(","))}
+            commands = stratified(commands, rules, 0, wanted, args.phase)
+        else:
+            commands = stratified(commands, rules, int(args.per_kind), phase=args.phase)
+    else:
+        commands = sample(commands, args.sample)
     if args.only:
         commands = [c for c in commands if any(fnmatch.fnmatch(c.source, o) for o in args.only)]
     if args.limit:
@@ -655,6 +845,14 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGTERM becomes SystemExit, so run_commands ends every unit's process group on its way out.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     print(f"compilebench: {len(commands)} units, {args.jobs} jobs, budget {args.budget_gib} GiB")
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / "units.jsonl"  # one line per unit as it ends: what a killed run leaves
+    partial.unlink(missing_ok=True)
+
+    def keep(unit: UnitResult) -> None:
+        with partial.open("a") as handle:
+            handle.write(json.dumps({**asdict(unit), "peak_mib": round(unit.peak_mib, 1)}) + "\n")
+
     report = run_commands(
         commands,
         jobs=args.jobs,
@@ -662,6 +860,11 @@ def main(argv: list[str] | None = None) -> int:
         budget_mib=round(args.budget_gib * 1024),
         admit_table=args.admit_table,
         progress=lambda line: print(line, flush=True),
+        launcher=shlex.split(args.launcher),
+        stop_after_s=args.stop_after,
+        kill_after_s=args.kill_after,
+        rules=rules,
+        on_result=keep,
     )
     data = report.to_dict()
     (out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
@@ -669,7 +872,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{report.machine}")  # fmt: skip
     print("\n".join(family_table(data["units"])))
     print("\n".join(unit_table(data["units"])))
-    failed = [u for u in report.units if u.exit != 0]
+    failed = [u for u in report.units if u.finished and u.exit != 0]
     if failed:
         print(f"compilebench: {len(failed)} of {len(report.units)} units failed; see {out}/logs")
         return 1
