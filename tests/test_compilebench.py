@@ -35,6 +35,7 @@ from vllm_forge.compilebench import (
     table_rules,
     tree_rss_bytes,
     unit_kind,
+    vllm_cmake_argv,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,6 +382,36 @@ def test_the_launcher_runs_between_admission_and_the_compiler(tmp_path):
     )  # fmt: skip
     assert [u.exit for u in report.units] == [0]
     assert (tmp_path / "seen").read_text() == sys.executable + "\n"
+
+
+@pytest.mark.network
+def test_the_configure_passes_what_the_pinned_vllm_setup_py_passes(tmp_path):
+    """Drift: every -D option of vllm_cmake_argv but the template's own and the export is one the
+    real pinned sdist's setup.py (cmake_build_ext.configure) passes itself."""
+    import tarfile
+
+    from vllm_forge import pins, sources
+    from vllm_forge.errors import IndexError_
+    from vllm_forge.project import Project
+
+    project = Project.at(ROOT / "versions.toml")
+    resolved = pins.load(project.pins_file, "rtx5090")
+    try:
+        sdist = sources.fetch_sdist(project, resolved)
+    except IndexError_ as err:
+        pytest.skip(f"package index unreachable, cannot fetch the vLLM sdist: {err}")
+    with tarfile.open(sdist) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("/setup.py"))
+        setup_py = tar.extractfile(member).read().decode()
+    configure = setup_py[setup_py.index("def configure(") : setup_py.index("def build_extensions(")]
+    argv = vllm_cmake_argv(Path("/v"), Path("/b"), python="py", nvcc="/c/bin/nvcc", jobs=4)
+    ours = {"-DFETCHCONTENT_FULLY_DISCONNECTED", "-DCMAKE_POLICY_DEFAULT_CMP0170",
+            "-DCMAKE_EXPORT_COMPILE_COMMANDS"}  # fmt: skip
+    options = [a.split("=")[0] for a in argv if a.startswith("-D") and a.split("=")[0] not in ours]
+    assert len(options) == 8
+    for option in options:
+        assert f'"{option}' in configure, f"{option} is not in the pinned setup.py's configure"
+    assert '"-G", "Ninja"' in configure
 
 
 # --- a real nvcc compile, FlashInfer-style ninja file --------------------------------------------

@@ -696,6 +696,61 @@ def kind_table(commands: list[Command], units: list[dict], rules: list[dict]) ->
     return rows
 
 
+# --- vLLM's own configure ---------------------------------------------------------------------
+
+# The template's CMAKE_ARGS, less the launchers (a run adds ccache and the admission itself).
+FORGE_CMAKE_ARGS = ("-DFETCHCONTENT_FULLY_DISCONNECTED=ON", "-DCMAKE_POLICY_DEFAULT_CMP0170=NEW")
+
+
+def vllm_cmake_argv(
+    src: Path, build: Path, *, python: str, nvcc: str, jobs: int, nvcc_threads: int = 1
+) -> list[str]:
+    """The configure the vllm-build stage runs: what vLLM's setup.py (cmake_build_ext.configure)
+    passes with ninja found and CMAKE_BUILD_TYPE=Release, then the template's CMAKE_ARGS, and the
+    compile commands exported. VLLM_PYTHON_PATH is left out: it changes no compile line."""
+    return [
+        "cmake", str(src), "-G", "Ninja",
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DVLLM_TARGET_DEVICE=cuda",
+        f"-DVLLM_PYTHON_EXECUTABLE={python}",
+        f"-DFETCHCONTENT_BASE_DIR={build / 'deps'}",
+        f"-DNVCC_THREADS={nvcc_threads}",
+        "-DCMAKE_JOB_POOL_COMPILE:STRING=compile",
+        f"-DCMAKE_JOB_POOLS:STRING=compile={jobs}",
+        f"-DCMAKE_CUDA_COMPILER={nvcc}",
+        *FORGE_CMAKE_ARGS,
+        "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
+    ]  # fmt: skip
+
+
+def configure_vllm(
+    src: Path, build: Path, *, arch_list: str, sources: dict[str, str], nvcc: str, jobs: int
+) -> Path:
+    """Configure vLLM's source (an unpacked sdist) as the image does, with its git dependencies
+    from `sources` ({VLLM_CUTLASS_SRC_DIR: dir, ...}, the source pins' variables); needs a
+    Python with a CUDA torch and the build lock's CMake. Returns compile_commands.json."""
+    build.mkdir(parents=True, exist_ok=True)
+    cuda_bin = Path(nvcc).resolve().parent
+    env = {
+        **os.environ,
+        **sources,
+        "TORCH_CUDA_ARCH_LIST": arch_list,
+        "VLLM_TARGET_DEVICE": "cuda",
+        "CUDA_HOME": str(cuda_bin.parent),
+        # torch's CMake finds the toolkit's libraries by the nvcc on PATH, as in the image
+        "PATH": f"{cuda_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    argv = vllm_cmake_argv(src, build, python=sys.executable, nvcc=nvcc, jobs=jobs)
+    log = build / "configure.log"
+    with log.open("wb") as handle:
+        code = subprocess.run(argv, cwd=build, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if code.returncode != 0:
+        raise SystemExit(
+            f"compilebench: vLLM's configure failed (exit {code.returncode}); see {log}"
+        )
+    return build / "compile_commands.json"
+
+
 # --- FlashInfer's own ninja files -------------------------------------------------------------
 
 
@@ -776,6 +831,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--prefix", action="append", default=[], help="OLD=NEW path rewrite")
 
+    p = sub.add_parser("vllm-cmake", help="configure vLLM as the image does -> command list")
+    p.add_argument("src", type=Path, help="the unpacked vLLM sdist")
+    p.add_argument("--build", type=Path, required=True)
+    p.add_argument("--arch-list", default="12.0", help="TORCH_CUDA_ARCH_LIST")
+    p.add_argument(
+        "--source", action="append", default=[], help="ENV=DIR, e.g. VLLM_CUTLASS_SRC_DIR=..."
+    )
+    p.add_argument(
+        "--nvcc", default=str(Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "bin/nvcc")
+    )
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--prefix", action="append", default=[], help="OLD=NEW path rewrite")
+
     p = sub.add_parser("extrapolate", help="per table kind: measured figures and whole-stage cost")
     p.add_argument("commands", type=Path, help="the stage's whole command list")
     p.add_argument("reports", nargs="+", type=Path)
@@ -809,6 +878,15 @@ def main(argv: list[str] | None = None) -> int:
         commands = rewrite(parse_compile_commands(args.compile_commands), _pairs(args.prefix))
         save_commands(commands, args.out)
         print(f"{len(commands)} compile commands from {args.compile_commands} -> {args.out}")
+        return 0
+    if args.cmd == "vllm-cmake":
+        exported = configure_vllm(
+            args.src.resolve(), args.build.resolve(), arch_list=args.arch_list,
+            sources=dict(_pairs(args.source)), nvcc=args.nvcc, jobs=args.jobs,
+        )  # fmt: skip
+        commands = rewrite(parse_compile_commands(exported), _pairs(args.prefix))
+        save_commands(commands, args.out)
+        print(f"{len(commands)} compile commands from vLLM's configure -> {args.out}")
         return 0
     if args.cmd == "extrapolate":
         rules = table_rules(args.table)
