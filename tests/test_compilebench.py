@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from vllm_forge.compilebench import (
     Command,
     family,
     family_table,
+    kind_figures,
     kind_of,
     kind_table,
     load_commands,
@@ -27,6 +29,7 @@ from vllm_forge.compilebench import (
     module_family,
     parse_compile_commands,
     parse_ninja,
+    refresh_table,
     rewrite,
     run_commands,
     sample,
@@ -339,6 +342,48 @@ def test_kind_table_extrapolates_mean_time_over_the_whole_count():
     assert "| a | 10 | 2 | 3.00 | 180 (260) | 0.50 |" in rows  # 180 s x 10 units = 0.5 job-hours
     assert "| b | 2 | 0 | - | > 400 | - |" in rows
     assert rows[-1] == "| all | 12 | 3 | | | 0.50 |"
+
+
+TABLE_TEXT = """\
+# comment kept
+[default]
+gib = 3.0
+
+[[unit]]
+name = "a"
+pattern = "*/a*"
+gib = 8.0
+seconds = 150
+count = 62
+source = "estimate: a guess"
+
+[[unit]]
+name = "b"
+pattern = "*/b*"
+gib = 5.0
+seconds = 230
+count = 52
+source = "estimate: untouched"
+"""
+
+
+def test_refresh_rewrites_only_the_measured_kinds_and_keeps_the_rest(tmp_path):
+    commands = units_of([f"a{i}" for i in range(10)] + ["b0"])
+    units = [
+        {"source": "/s/a1", "kind": "a", "exit": 0, "wall_s": 100.0, "peak_mib": 2048.0},
+        {"source": "/s/a5", "kind": "a", "exit": 0, "wall_s": 260.0, "peak_mib": 3000.0},
+        {"source": "/s/b0", "kind": "b", "exit": -9, "wall_s": 400.0, "peak_mib": 9216.0,
+         "finished": False},
+    ]  # fmt: skip
+    figures = kind_figures(commands, units, RULES)
+    assert set(figures) == {"a"}  # b: nothing finished
+    text = refresh_table(TABLE_TEXT, figures, "m16")
+    table = tomllib.loads(text)
+    a, b = table["unit"]
+    assert (a["gib"], a["seconds"], a["count"]) == (3.5, 180, 10)  # 2.93 GiB + 10 % -> 3.5
+    assert a["source"] == "measured: 2 of 10 (m16): peak 2.9 GiB, 100-260 s"
+    assert b == tomllib.loads(TABLE_TEXT)["unit"][1]
+    assert text.startswith("# comment kept\n[default]\ngib = 3.0\n")
 
 
 def test_a_unit_past_the_kill_deadline_is_reported_unfinished_with_its_peak(tmp_path):

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import fnmatch
 import json
+import math
 import os
 import platform
 import re
@@ -751,6 +752,54 @@ def configure_vllm(
     return build / "compile_commands.json"
 
 
+def kind_figures(commands: list[Command], units: list[dict], rules: list[dict]) -> dict[str, dict]:
+    """Per kind with at least one unit that finished: {units, measured, peak_gib, mean_s,
+    min_s, max_s}. A unit cut at a deadline counts for the peak (a lower bound of it) only."""
+    counts: dict[str, int] = {}
+    for c in commands:
+        kind = kind_of(c.source, rules)
+        counts[kind] = counts.get(kind, 0) + 1
+    figures = {}
+    for kind, count in counts.items():
+        group = [u for u in units if (u.get("kind") or kind_of(u["source"], rules)) == kind]
+        done = [u["wall_s"] for u in group if u.get("finished", True) and u["exit"] == 0]
+        if not done:
+            continue
+        figures[kind] = {
+            "units": count,
+            "measured": len(done),
+            "peak_gib": max(u["peak_mib"] for u in group) / 1024,
+            "mean_s": statistics.fmean(done),
+            "min_s": min(done),
+            "max_s": max(done),
+        }
+    return figures
+
+
+def refresh_table(text: str, figures: dict[str, dict], where: str) -> str:
+    """The unit table with each measured kind's gib (peak + 10 %, up to the next 0.5), seconds
+    (the mean), count (the whole list's) and source rewritten in place; comments, order and
+    the kinds not measured stay as they are."""
+    blocks = re.split(r"(?m)^(?=\[\[unit\]\])", text)
+    out = []
+    for block in blocks:
+        name = re.search(r'(?m)^name = "([^"]+)"', block)
+        fig = figures.get(name.group(1)) if name and block.startswith("[[unit]]") else None
+        if fig:
+            gib = math.ceil(fig["peak_gib"] * 1.1 * 2) / 2
+            source = (
+                f"measured: {fig['measured']} of {fig['units']} ({where}): peak "
+                f"{fig['peak_gib']:.1f} GiB, {fig['min_s']:.0f}-{fig['max_s']:.0f} s"
+            )
+            for key, value in (
+                ("gib", f"{gib:.1f}"), ("seconds", f"{fig['mean_s']:.0f}"),
+                ("count", str(fig["units"])), ("source", json.dumps(source)),
+            ):  # fmt: skip
+                block = re.sub(rf"(?m)^{key} = .*$", lambda _m, k=key, v=value: f"{k} = {v}", block)
+        out.append(block)
+    return "".join(out)
+
+
 # --- FlashInfer's own ninja files -------------------------------------------------------------
 
 
@@ -849,6 +898,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("commands", type=Path, help="the stage's whole command list")
     p.add_argument("reports", nargs="+", type=Path)
     p.add_argument("--table", type=Path, default=TABLE)
+    p.add_argument(
+        "--write", metavar="WHERE", help="refresh the table's measured kinds, WHERE: the machine"
+    )
 
     p = sub.add_parser("ninja", help="build.ninja files -> command list JSON")
     p.add_argument("ninja", nargs="+", type=Path)
@@ -891,7 +943,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "extrapolate":
         rules = table_rules(args.table)
         units = [u for path in args.reports for u in json.loads(path.read_text())["units"]]
-        print("\n".join(kind_table(load_commands(args.commands), units, rules)))
+        commands = load_commands(args.commands)
+        print("\n".join(kind_table(commands, units, rules)))
+        if args.write:
+            figures = kind_figures(commands, units, rules)
+            text = refresh_table(args.table.read_text(), figures, args.write)
+            tmp = args.table.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(args.table)
+            print(f"{args.table}: {len(figures)} kinds refreshed: {', '.join(sorted(figures))}")
         return 0
     if args.cmd == "table":
         for path in args.reports:
