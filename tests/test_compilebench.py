@@ -338,7 +338,8 @@ def test_kind_table_extrapolates_mean_time_over_the_whole_count():
         {"source": "/s/b0", "kind": "b", "exit": -9, "wall_s": 400.0, "peak_mib": 9216.0,
          "finished": False},
     ]  # fmt: skip
-    rows = kind_table(commands, units, RULES)
+    again = {"source": "/s/a5", "kind": "a", "exit": 0, "wall_s": 260.0, "peak_mib": 1024.0}
+    rows = kind_table(commands, [*units, again], RULES)  # a5 measured twice: one unit
     assert "| a | 10 | 2 | 3.00 | 180 (260) | 0.50 |" in rows  # 180 s x 10 units = 0.5 job-hours
     assert "| b | 2 | 0 | - | > 400 | - |" in rows
     assert rows[-1] == "| all | 12 | 3 | | | 0.50 |"
@@ -384,6 +385,10 @@ def test_refresh_rewrites_only_the_measured_kinds_and_keeps_the_rest(tmp_path):
     assert a["source"] == "measured: 2 of 10 (m16): peak 2.9 GiB, 100-260 s"
     assert b == tomllib.loads(TABLE_TEXT)["unit"][1]
     assert text.startswith("# comment kept\n[default]\ngib = 3.0\n")
+    earlier = TABLE_TEXT.replace('source = "estimate: a guess"', 'source = "measured: 4 of 62"')
+    kept = tomllib.loads(refresh_table(earlier, figures, "m16"))["unit"][0]
+    assert (kept["gib"], kept["seconds"]) == (8.0, 180)  # the higher measured peak stays
+    assert kept["source"].endswith("; gib kept from before (measured: 4 of 62)")
 
 
 def test_a_unit_past_the_kill_deadline_is_reported_unfinished_with_its_peak(tmp_path):

@@ -655,6 +655,23 @@ def unit_table(units: list[dict]) -> list[str]:
     return rows
 
 
+def merged(units: list[dict]) -> list[dict]:
+    """One entry per source over several runs: the largest peak, the mean time of the runs that
+    finished (a unit measured twice is one unit of the sample, not two)."""
+    by_source: dict[str, list[dict]] = {}
+    for u in units:
+        by_source.setdefault(u["source"], []).append(u)
+    out = []
+    for group in by_source.values():
+        done = [u for u in group if u.get("finished", True) and u["exit"] == 0]
+        pick = dict(done[0] if done else max(group, key=lambda u: u["wall_s"]))
+        pick["peak_mib"] = max(u["peak_mib"] for u in group)
+        if done:
+            pick["wall_s"] = round(statistics.fmean(u["wall_s"] for u in done), 1)
+        out.append(pick)
+    return out
+
+
 def kind_table(commands: list[Command], units: list[dict], rules: list[dict]) -> list[str]:
     """Per kind of the table: its units in the whole list, how many were measured, the largest
     peak and the mean time of those that finished, and the kind's compile work extrapolated as
@@ -664,6 +681,7 @@ def kind_table(commands: list[Command], units: list[dict], rules: list[dict]) ->
     for c in commands:
         kind = kind_of(c.source, rules)
         counts[kind] = counts.get(kind, 0) + 1
+    units = merged(units)
     by_kind: dict[str, list[dict]] = {}
     for u in units:
         by_kind.setdefault(u.get("kind") or kind_of(u["source"], rules), []).append(u)
@@ -759,6 +777,7 @@ def kind_figures(commands: list[Command], units: list[dict], rules: list[dict]) 
     for c in commands:
         kind = kind_of(c.source, rules)
         counts[kind] = counts.get(kind, 0) + 1
+    units = merged(units)
     figures = {}
     for kind, count in counts.items():
         group = [u for u in units if (u.get("kind") or kind_of(u["source"], rules)) == kind]
@@ -779,7 +798,8 @@ def kind_figures(commands: list[Command], units: list[dict], rules: list[dict]) 
 def refresh_table(text: str, figures: dict[str, dict], where: str) -> str:
     """The unit table with each measured kind's gib (peak + 10 %, up to the next 0.5), seconds
     (the mean), count (the whole list's) and source rewritten in place; comments, order and
-    the kinds not measured stay as they are."""
+    the kinds not measured stay as they are. A kind's earlier measured gib that is higher
+    stays (a smaller sample must not lower what another run saw), and its source says so."""
     blocks = re.split(r"(?m)^(?=\[\[unit\]\])", text)
     out = []
     for block in blocks:
@@ -791,6 +811,11 @@ def refresh_table(text: str, figures: dict[str, dict], where: str) -> str:
                 f"measured: {fig['measured']} of {fig['units']} ({where}): peak "
                 f"{fig['peak_gib']:.1f} GiB, {fig['min_s']:.0f}-{fig['max_s']:.0f} s"
             )
+            old_gib = re.search(r"(?m)^gib = ([0-9.]+)$", block)
+            old_source = re.search(r'(?m)^source = "(measured:[^"]*)"$', block)
+            if old_gib and old_source and float(old_gib.group(1)) > gib:
+                gib = float(old_gib.group(1))
+                source += f"; gib kept from before ({old_source.group(1)})"
             for key, value in (
                 ("gib", f"{gib:.1f}"), ("seconds", f"{fig['mean_s']:.0f}"),
                 ("count", str(fig["units"])), ("source", json.dumps(source)),
