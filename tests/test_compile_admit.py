@@ -184,10 +184,13 @@ def test_sigterm_reaches_the_compile_and_frees_its_memory(rig):
 def test_the_real_table_covers_the_measured_units():
     table = compile_admit.tomllib.loads((ROOT / "vllm_forge" / "compile_memory.toml").read_text())
     cases = {
-        "/src/vllm/csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm120_fp8.cu": 11264,
+        "/src/vllm/csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm120_fp8.cu": 12800,
         "/src/vllm/.deps/vllm-flash-attn-src/csrc/flash_attn/src/flash_fwd_hdim128_bf16_sm80.cu": 5120,
-        "/src/vllm/csrc/attention/paged_attention_v1.cu": 3072,
-        "/src/vllm/csrc/layernorm_kernels.cu": 3072,
+        "/src/vllm/csrc/attention/paged_attention_v1.cu": 3584,
+        "/src/vllm/csrc/layernorm_kernels.cu": 3584,
+        # heavy units the stratified sample found among the light ones
+        "/src/vllm/csrc/attention/mla/sm100_cutlass_mla_kernel.cu": 10240,
+        "/src/vllm/csrc/quantization/w8a8/cutlass/scaled_mm_c2x.cu": 9216,
         "/src/flashinfer/build/aot/generated/batch_prefill_x/batch_prefill_sm80.cu": 1024,
         "/src/flashinfer/build/aot/generated/cutlass_instantiations/moe_sm120_0.cu": 8192,
     }

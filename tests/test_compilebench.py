@@ -309,7 +309,8 @@ def test_the_projects_table_sorts_vllm_units_into_its_kinds():
     assert kind_of("/v/vllm/csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm120_fp8.cu", rules) == (
         "cutlass-sm120-fp8-gemm"
     )
-    assert kind_of("/v/vllm/csrc/torch_bindings.cpp", rules) == "default"
+    assert kind_of("/v/vllm/csrc/torch_bindings.cpp", rules) == "vllm-cpp"
+    assert kind_of("/v/fa/hopper/flash_prepare_scheduler.cu", rules) == "default"
 
 
 RULES = [{"name": "a", "pattern": "*/a*"}, {"name": "b", "pattern": "*/b*"}]

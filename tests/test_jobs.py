@@ -90,6 +90,10 @@ def test_every_rule_of_the_table_is_reachable():
         "marlin-generated": "/src/vllm/csrc/quantization/marlin/sm80_kernel_float16_u4.cu",
         "paged-attention": "/src/vllm/csrc/attention/paged_attention_v2.cu",
         "vllm-other": "/src/vllm/csrc/layernorm_kernels.cu",
+        "cutlass-mla-sm120": "/src/vllm/csrc/attention/mla/sm100_cutlass_mla_kernel.cu",
+        "qutlass-gemm": "/src/deps/qutlass/qutlass/csrc/gemm.cu",
+        "cutlass-c2x": "/src/vllm/csrc/quantization/w8a8/cutlass/scaled_mm_c2x.cu",
+        "vllm-cpp": "/src/vllm/csrc/torch_bindings.cpp",
     }  # fmt: skip
     kinds = jobs.unit_kinds()
     assert set(samples) == {k.name for k in kinds}, "a rule without a sample path here"

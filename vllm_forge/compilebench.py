@@ -676,7 +676,7 @@ def kind_table(commands: list[Command], units: list[dict], rules: list[dict]) ->
     """Per kind of the table: its units in the whole list, how many were measured, the largest
     peak and the mean time of those that finished, and the kind's compile work extrapolated as
     mean x units (CPU-seconds of one job each: nvcc runs one thread). Unfinished units count
-    as lower bounds: "> N s"."""
+    as lower bounds: "> N s". Kinds are those of the table now, not as recorded by the run."""
     counts: dict[str, int] = {}
     for c in commands:
         kind = kind_of(c.source, rules)
@@ -684,7 +684,7 @@ def kind_table(commands: list[Command], units: list[dict], rules: list[dict]) ->
     units = merged(units)
     by_kind: dict[str, list[dict]] = {}
     for u in units:
-        by_kind.setdefault(u.get("kind") or kind_of(u["source"], rules), []).append(u)
+        by_kind.setdefault(kind_of(u["source"], rules), []).append(u)
     rows = [
         "| kind | units | measured | peak GiB max | seconds mean (max) | work, job-hours |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -780,7 +780,7 @@ def kind_figures(commands: list[Command], units: list[dict], rules: list[dict]) 
     units = merged(units)
     figures = {}
     for kind, count in counts.items():
-        group = [u for u in units if (u.get("kind") or kind_of(u["source"], rules)) == kind]
+        group = [u for u in units if kind_of(u["source"], rules) == kind]
         done = [u["wall_s"] for u in group if u.get("finished", True) and u["exit"] == 0]
         if not done:
             continue
