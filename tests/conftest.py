@@ -69,3 +69,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         reasons[reason.removeprefix("Skipped: ")] = reasons.get(reason, 0) + 1
     for reason, count in sorted(reasons.items()):
         terminalreporter.write_line(f"{count:3d} skipped: {reason}")
+
+
+@pytest.fixture(scope="session")
+def vllm_sdist() -> Path:
+    """The rtx5090 profile's pinned vLLM sdist (build/.cache, else the package index)."""
+    from vllm_forge import pins, sources
+    from vllm_forge.errors import IndexError_
+    from vllm_forge.project import Project
+
+    project = Project.at(ROOT / "versions.toml")
+    try:
+        return sources.fetch_sdist(project, pins.load(project.pins_file, "rtx5090"))
+    except IndexError_ as err:
+        pytest.skip(f"package index unreachable, cannot fetch the vLLM sdist: {err}")

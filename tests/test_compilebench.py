@@ -331,14 +331,19 @@ def test_stratified_spreads_each_kind_and_honours_per_kind_counts():
     assert sorted(only) == ["a06", "c0"]  # b left out
 
 
-def test_kind_table_extrapolates_mean_time_over_the_whole_count():
-    commands = units_of([f"a{i}" for i in range(10)] + ["b0", "b1"])
-    units = [
+def measured(a5_peak_mib: float) -> list[dict]:
+    """Two finished units of kind a (100 s and 260 s), one of b stopped at its deadline."""
+    return [
         {"source": "/s/a1", "kind": "a", "exit": 0, "wall_s": 100.0, "peak_mib": 2048.0},
-        {"source": "/s/a5", "kind": "a", "exit": 0, "wall_s": 260.0, "peak_mib": 3072.0},
+        {"source": "/s/a5", "kind": "a", "exit": 0, "wall_s": 260.0, "peak_mib": a5_peak_mib},
         {"source": "/s/b0", "kind": "b", "exit": -9, "wall_s": 400.0, "peak_mib": 9216.0,
          "finished": False},
     ]  # fmt: skip
+
+
+def test_kind_table_extrapolates_mean_time_over_the_whole_count():
+    commands = units_of([f"a{i}" for i in range(10)] + ["b0", "b1"])
+    units = measured(3072.0)
     again = {"source": "/s/a5", "kind": "a", "exit": 0, "wall_s": 260.0, "peak_mib": 1024.0}
     rows = kind_table(commands, [*units, again], RULES)  # a5 measured twice: one unit
     assert "| a | 10 | 2 | 3.00 | 180 (260) | 0.50 |" in rows  # 180 s x 10 units = 0.5 job-hours
@@ -371,13 +376,7 @@ source = "estimate: untouched"
 
 def test_refresh_rewrites_only_the_measured_kinds_and_keeps_the_rest(tmp_path):
     commands = units_of([f"a{i}" for i in range(10)] + ["b0"])
-    units = [
-        {"source": "/s/a1", "kind": "a", "exit": 0, "wall_s": 100.0, "peak_mib": 2048.0},
-        {"source": "/s/a5", "kind": "a", "exit": 0, "wall_s": 260.0, "peak_mib": 3000.0},
-        {"source": "/s/b0", "kind": "b", "exit": -9, "wall_s": 400.0, "peak_mib": 9216.0,
-         "finished": False},
-    ]  # fmt: skip
-    figures = kind_figures(commands, units, RULES)
+    figures = kind_figures(commands, measured(3000.0), RULES)
     assert set(figures) == {"a"}  # b: nothing finished
     text = refresh_table(TABLE_TEXT, figures, "m16")
     table = tomllib.loads(text)
@@ -436,22 +435,12 @@ def test_the_launcher_runs_between_admission_and_the_compiler(tmp_path):
 
 
 @pytest.mark.network
-def test_the_configure_passes_what_the_pinned_vllm_setup_py_passes(tmp_path):
+def test_the_configure_passes_what_the_pinned_vllm_setup_py_passes(vllm_sdist):
     """Drift: every -D option of vllm_cmake_argv but the template's own and the export is one the
     real pinned sdist's setup.py (cmake_build_ext.configure) passes itself."""
     import tarfile
 
-    from vllm_forge import pins, sources
-    from vllm_forge.errors import IndexError_
-    from vllm_forge.project import Project
-
-    project = Project.at(ROOT / "versions.toml")
-    resolved = pins.load(project.pins_file, "rtx5090")
-    try:
-        sdist = sources.fetch_sdist(project, resolved)
-    except IndexError_ as err:
-        pytest.skip(f"package index unreachable, cannot fetch the vLLM sdist: {err}")
-    with tarfile.open(sdist) as tar:
+    with tarfile.open(vllm_sdist) as tar:
         member = next(m for m in tar.getmembers() if m.name.endswith("/setup.py"))
         setup_py = tar.extractfile(member).read().decode()
     configure = setup_py[setup_py.index("def configure(") : setup_py.index("def build_extensions(")]
