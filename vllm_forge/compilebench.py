@@ -14,6 +14,12 @@ How memory is measured, per unit, two ways, both reported:
 so the two agree within a few per cent when the poll catches the peak; the whole run's peak
 (`peak_total_mib`) is the polled sum over every running unit.
 
+`vllm-cmake` configures vLLM's sdist the way the vllm-build stage does and writes its exact
+compile commands (CMake's compile_commands.json) as that list; `cmake` converts such a file.
+`run --sample stratified` takes a few units of each kind of compile_memory.toml, spread over the
+kind; `extrapolate` turns reports into per-kind figures over the whole list (mean time x units)
+and, with `--write`, refreshes the table's measured kinds. vllm_forge/measure/ holds the runs.
+
 `ninja` turns build.ninja files (FlashInfer's cpp_ext writes one per module) into that command
 list; `flashinfer-ninja` makes those files with FlashInfer's own code (run it under a Python that
 can import FlashInfer; everything else here is standard library, so `run` works on a bare
@@ -715,61 +721,6 @@ def kind_table(commands: list[Command], units: list[dict], rules: list[dict]) ->
     return rows
 
 
-# --- vLLM's own configure ---------------------------------------------------------------------
-
-# The template's CMAKE_ARGS, less the launchers (a run adds ccache and the admission itself).
-FORGE_CMAKE_ARGS = ("-DFETCHCONTENT_FULLY_DISCONNECTED=ON", "-DCMAKE_POLICY_DEFAULT_CMP0170=NEW")
-
-
-def vllm_cmake_argv(
-    src: Path, build: Path, *, python: str, nvcc: str, jobs: int, nvcc_threads: int = 1
-) -> list[str]:
-    """The configure the vllm-build stage runs: what vLLM's setup.py (cmake_build_ext.configure)
-    passes with ninja found and CMAKE_BUILD_TYPE=Release, then the template's CMAKE_ARGS, and the
-    compile commands exported. VLLM_PYTHON_PATH is left out: it changes no compile line."""
-    return [
-        "cmake", str(src), "-G", "Ninja",
-        "-DCMAKE_BUILD_TYPE=Release",
-        "-DVLLM_TARGET_DEVICE=cuda",
-        f"-DVLLM_PYTHON_EXECUTABLE={python}",
-        f"-DFETCHCONTENT_BASE_DIR={build / 'deps'}",
-        f"-DNVCC_THREADS={nvcc_threads}",
-        "-DCMAKE_JOB_POOL_COMPILE:STRING=compile",
-        f"-DCMAKE_JOB_POOLS:STRING=compile={jobs}",
-        f"-DCMAKE_CUDA_COMPILER={nvcc}",
-        *FORGE_CMAKE_ARGS,
-        "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
-    ]  # fmt: skip
-
-
-def configure_vllm(
-    src: Path, build: Path, *, arch_list: str, sources: dict[str, str], nvcc: str, jobs: int
-) -> Path:
-    """Configure vLLM's source (an unpacked sdist) as the image does, with its git dependencies
-    from `sources` ({VLLM_CUTLASS_SRC_DIR: dir, ...}, the source pins' variables); needs a
-    Python with a CUDA torch and the build lock's CMake. Returns compile_commands.json."""
-    build.mkdir(parents=True, exist_ok=True)
-    cuda_bin = Path(nvcc).resolve().parent
-    env = {
-        **os.environ,
-        **sources,
-        "TORCH_CUDA_ARCH_LIST": arch_list,
-        "VLLM_TARGET_DEVICE": "cuda",
-        "CUDA_HOME": str(cuda_bin.parent),
-        # torch's CMake finds the toolkit's libraries by the nvcc on PATH, as in the image
-        "PATH": f"{cuda_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    argv = vllm_cmake_argv(src, build, python=sys.executable, nvcc=nvcc, jobs=jobs)
-    log = build / "configure.log"
-    with log.open("wb") as handle:
-        code = subprocess.run(argv, cwd=build, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    if code.returncode != 0:
-        raise SystemExit(
-            f"compilebench: vLLM's configure failed (exit {code.returncode}); see {log}"
-        )
-    return build / "compile_commands.json"
-
-
 def kind_figures(commands: list[Command], units: list[dict], rules: list[dict]) -> dict[str, dict]:
     """Per kind with at least one unit that finished: {units, measured, peak_gib, mean_s,
     min_s, max_s}. A unit cut at a deadline counts for the peak (a lower bound of it) only."""
@@ -823,6 +774,61 @@ def refresh_table(text: str, figures: dict[str, dict], where: str) -> str:
                 block = re.sub(rf"(?m)^{key} = .*$", lambda _m, k=key, v=value: f"{k} = {v}", block)
         out.append(block)
     return "".join(out)
+
+
+# --- vLLM's own configure ---------------------------------------------------------------------
+
+# The template's CMAKE_ARGS, less the launchers (a run adds ccache and the admission itself).
+FORGE_CMAKE_ARGS = ("-DFETCHCONTENT_FULLY_DISCONNECTED=ON", "-DCMAKE_POLICY_DEFAULT_CMP0170=NEW")
+
+
+def vllm_cmake_argv(
+    src: Path, build: Path, *, python: str, nvcc: str, jobs: int, nvcc_threads: int = 1
+) -> list[str]:
+    """The configure the vllm-build stage runs: what vLLM's setup.py (cmake_build_ext.configure)
+    passes with ninja found and CMAKE_BUILD_TYPE=Release, then the template's CMAKE_ARGS, and the
+    compile commands exported. VLLM_PYTHON_PATH is left out: it changes no compile line."""
+    return [
+        "cmake", str(src), "-G", "Ninja",
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DVLLM_TARGET_DEVICE=cuda",
+        f"-DVLLM_PYTHON_EXECUTABLE={python}",
+        f"-DFETCHCONTENT_BASE_DIR={build / 'deps'}",
+        f"-DNVCC_THREADS={nvcc_threads}",
+        "-DCMAKE_JOB_POOL_COMPILE:STRING=compile",
+        f"-DCMAKE_JOB_POOLS:STRING=compile={jobs}",
+        f"-DCMAKE_CUDA_COMPILER={nvcc}",
+        *FORGE_CMAKE_ARGS,
+        "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
+    ]  # fmt: skip
+
+
+def configure_vllm(
+    src: Path, build: Path, *, arch_list: str, sources: dict[str, str], nvcc: str, jobs: int
+) -> Path:
+    """Configure vLLM's source (an unpacked sdist) as the image does, with its git dependencies
+    from `sources` ({VLLM_CUTLASS_SRC_DIR: dir, ...}, the source pins' variables); needs a
+    Python with a CUDA torch and the build lock's CMake. Returns compile_commands.json."""
+    build.mkdir(parents=True, exist_ok=True)
+    cuda_bin = Path(nvcc).resolve().parent
+    env = {
+        **os.environ,
+        **sources,
+        "TORCH_CUDA_ARCH_LIST": arch_list,
+        "VLLM_TARGET_DEVICE": "cuda",
+        "CUDA_HOME": str(cuda_bin.parent),
+        # torch's CMake finds the toolkit's libraries by the nvcc on PATH, as in the image
+        "PATH": f"{cuda_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    argv = vllm_cmake_argv(src, build, python=sys.executable, nvcc=nvcc, jobs=jobs)
+    log = build / "configure.log"
+    with log.open("wb") as handle:
+        code = subprocess.run(argv, cwd=build, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if code.returncode != 0:
+        raise SystemExit(
+            f"compilebench: vLLM's configure failed (exit {code.returncode}); see {log}"
+        )
+    return build / "compile_commands.json"
 
 
 # --- FlashInfer's own ninja files -------------------------------------------------------------
