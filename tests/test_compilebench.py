@@ -22,7 +22,6 @@ from vllm_forge.compilebench import (
     family,
     family_table,
     kind_figures,
-    kind_of,
     kind_table,
     load_commands,
     main,
@@ -35,11 +34,11 @@ from vllm_forge.compilebench import (
     sample,
     save_commands,
     stratified,
-    table_rules,
     tree_rss_bytes,
     unit_kind,
     vllm_cmake_argv,
 )
+from vllm_forge.jobs import UnitKind, kind_of, unit_kinds
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
@@ -299,7 +298,7 @@ def test_compile_commands_give_the_exact_argv_and_the_cmake_target(tmp_path):
 def test_the_projects_table_sorts_vllm_units_into_its_kinds():
     """First match wins, as in compile_admit.py: FA3's instantiations are named flash_fwd_* too,
     and must not count as FA2's."""
-    rules = table_rules()
+    rules = unit_kinds()
     assert kind_of("/v/fa/hopper/instantiations/flash_fwd_hdim64_bf16_sm90.cu", rules) == (
         "flash-attention-3"
     )
@@ -313,7 +312,10 @@ def test_the_projects_table_sorts_vllm_units_into_its_kinds():
     assert kind_of("/v/fa/hopper/flash_prepare_scheduler.cu", rules) == "default"
 
 
-RULES = [{"name": "a", "pattern": "*/a*"}, {"name": "b", "pattern": "*/b*"}]
+RULES = [
+    UnitKind(name=n, pattern=f"*/{n}*", gib=1.0, seconds=1.0, count=1, source="t", stage="vllm")
+    for n in ("a", "b")
+]
 
 
 def units_of(names: list[str]) -> list[Command]:
@@ -398,7 +400,7 @@ def test_a_unit_past_the_kill_deadline_is_reported_unfinished_with_its_peak(tmp_
     ]
     seen = []
     report = run_commands(
-        commands, jobs=1, logs=tmp_path / "logs", kill_after_s=1.5, rules=[],
+        commands, jobs=1, logs=tmp_path / "logs", kill_after_s=1.5, kinds=[],
         progress=lambda _l: None, on_result=seen.append,
     )  # fmt: skip
     (unit,) = report.units
@@ -411,7 +413,7 @@ def test_a_unit_past_the_kill_deadline_is_reported_unfinished_with_its_peak(tmp_
 def test_no_unit_starts_after_stop_after_and_the_running_ones_finish(tmp_path):
     commands = [Command(source=f"/x/u{i}.cu", argv=hold(10, 0.6)) for i in range(3)]
     report = run_commands(
-        commands, jobs=1, logs=tmp_path / "logs", stop_after_s=0.3, rules=[],
+        commands, jobs=1, logs=tmp_path / "logs", stop_after_s=0.3, kinds=[],
         progress=lambda _l: None,
     )  # fmt: skip
     assert [u.finished for u in report.units] == [True]
@@ -427,7 +429,7 @@ def test_the_launcher_runs_between_admission_and_the_compiler(tmp_path):
     )
     commands = [Command(source="/x/light.cu", argv=[*hold(10, 0.1), "/x/light.cu"])]
     report = run_commands(
-        commands, jobs=1, logs=tmp_path / "logs", budget_mib=4096, rules=[],
+        commands, jobs=1, logs=tmp_path / "logs", budget_mib=4096, kinds=[],
         launcher=[sys.executable, str(wrapper)], progress=lambda _l: None,
     )  # fmt: skip
     assert [u.exit for u in report.units] == [0]

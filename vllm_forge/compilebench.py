@@ -47,6 +47,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .jobs import COMPILE_TABLE, UnitKind, kind_of, spread, unit_kinds
+
 POLL_S = 0.2
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 ADMIT_SCRIPT = Path(__file__).parent / "scripts" / "compile_admit.py"
@@ -336,28 +338,12 @@ def sample(commands: list[Command], rule: str = "first-module") -> list[Command]
     return chosen
 
 
-# --- the unit table's kinds -------------------------------------------------------------------
-
-TABLE = Path(__file__).with_name("compile_memory.toml")
-
-
-def table_rules(path: Path = TABLE) -> list[dict]:
-    import tomllib  # noqa: PLC0415  (3.11+; `run` itself needs no table)
-
-    return list(tomllib.loads(Path(path).read_text()).get("unit", []))
-
-
-def kind_of(source: str, rules: list[dict]) -> str:
-    """The table's kind of a unit: the first rule whose pattern matches (compile_admit's rule)."""
-    for rule in rules:
-        if fnmatch.fnmatch(source, rule["pattern"]):
-            return rule["name"]
-    return "default"
+# --- the unit table's kinds: jobs.kind_of, the launcher's first-match rule ----------------------
 
 
 def stratified(
     commands: list[Command],
-    rules: list[dict],
+    kinds: list[UnitKind],
     per_kind: int,
     only: dict[str, int] | None = None,
     phase: float = 0.5,
@@ -370,17 +356,16 @@ def stratified(
     `only`: {kind: units} instead, for the kinds named (0 leaves a kind out)."""
     by_kind: dict[str, list[Command]] = {}
     for c in commands:
-        by_kind.setdefault(kind_of(c.source, rules), []).append(c)
-    placed = []
-    for kind, group in by_kind.items():
+        by_kind.setdefault(kind_of(c.source, kinds), []).append(c)
+    picked = []
+    for kind in sorted(by_kind):
         want = per_kind if only is None else only.get(kind, 0)
         if want <= 0:
             continue
-        group = sorted(group, key=lambda c: c.source)
+        group = sorted(by_kind[kind], key=lambda c: c.source)
         stride = -(-len(group) // want)
-        picked = group[min(stride - 1, int(stride * phase)) :: stride]
-        placed += [((i + 0.5) / len(picked), kind, c.source, c) for i, c in enumerate(picked)]
-    return [c for *_, c in sorted(placed, key=lambda p: p[:3])]
+        picked.append(group[min(stride - 1, int(stride * phase)) :: stride])
+    return spread(picked)
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -488,7 +473,7 @@ def run_commands(
     launcher: list[str] | None = None,
     stop_after_s: float = 0,
     kill_after_s: float = 0,
-    rules: list[dict] | None = None,
+    kinds: list[UnitKind] | None = None,
     on_result=None,
 ) -> RunReport:
     """Run the commands `jobs` at a time and measure them (see the module docstring).
@@ -510,11 +495,9 @@ def run_commands(
         env["FORGE_ADMIT_DIR"] = str(admit_dir)
         # the project's table unless told otherwise (compile_admit.py looks beside itself,
         # which is where the build context puts it, not where it lives in the package)
-        env["FORGE_ADMIT_TABLE"] = str(
-            admit_table or Path(__file__).with_name("compile_memory.toml")
-        )
+        env["FORGE_ADMIT_TABLE"] = str(admit_table or COMPILE_TABLE)
     launcher = list(launcher or [])
-    rules = table_rules(admit_table or TABLE) if rules is None else rules
+    kinds = unit_kinds(admit_table or COMPILE_TABLE) if kinds is None else kinds
     poller = _Poller()
     poller.start()
     results: list[UnitResult | None] = [None] * len(commands)
@@ -581,7 +564,7 @@ def run_commands(
                 cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
                 tree_peak_mib=round(tree_peak / 2**20, 1),
                 proc_peak_mib=round(usage.ru_maxrss / 1024, 1),
-                kind=kind_of(command.source, rules),
+                kind=kind_of(command.source, kinds),
                 finished=finished,
             )
             done = sum(r is not None for r in results)
@@ -669,7 +652,7 @@ def merged(units: list[dict]) -> list[dict]:
         by_source.setdefault(u["source"], []).append(u)
     out = []
     for group in by_source.values():
-        done = [u for u in group if u.get("finished", True) and u["exit"] == 0]
+        done = [u for u in group if _finished(u)]
         pick = dict(done[0] if done else max(group, key=lambda u: u["wall_s"]))
         pick["peak_mib"] = max(u["peak_mib"] for u in group)
         if done:
@@ -678,71 +661,76 @@ def merged(units: list[dict]) -> list[dict]:
     return out
 
 
-def kind_table(commands: list[Command], units: list[dict], rules: list[dict]) -> list[str]:
+def _finished(unit: dict) -> bool:
+    return unit.get("finished", True) and unit["exit"] == 0
+
+
+def _by_kind(
+    commands: list[Command], units: list[dict], kinds: list[UnitKind]
+) -> list[tuple[str, int, list[dict]]]:
+    """(kind, its units in the whole list, its measured units) per kind of the list, most units
+    first; `units` already `merged`. Kinds are those of the table now, not as recorded."""
+    counts: dict[str, int] = {}
+    for c in commands:
+        kind = kind_of(c.source, kinds)
+        counts[kind] = counts.get(kind, 0) + 1
+    groups: dict[str, list[dict]] = {}
+    for u in units:
+        groups.setdefault(kind_of(u["source"], kinds), []).append(u)
+    return [(k, counts[k], groups.get(k, [])) for k in sorted(counts, key=lambda k: -counts[k])]
+
+
+def kind_table(commands: list[Command], units: list[dict], kinds: list[UnitKind]) -> list[str]:
     """Per kind of the table: its units in the whole list, how many were measured, the largest
     peak and the mean time of those that finished, and the kind's compile work extrapolated as
     mean x units (CPU-seconds of one job each: nvcc runs one thread). Unfinished units count
-    as lower bounds: "> N s". Kinds are those of the table now, not as recorded by the run."""
-    counts: dict[str, int] = {}
-    for c in commands:
-        kind = kind_of(c.source, rules)
-        counts[kind] = counts.get(kind, 0) + 1
-    units = merged(units)
-    by_kind: dict[str, list[dict]] = {}
-    for u in units:
-        by_kind.setdefault(kind_of(u["source"], rules), []).append(u)
+    as lower bounds: "> N s"."""
     rows = [
         "| kind | units | measured | peak GiB max | seconds mean (max) | work, job-hours |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     total = 0.0
-    for kind in sorted(counts, key=lambda k: -counts[k]):
-        group = by_kind.get(kind, [])
-        done = [u for u in group if u.get("finished", True) and u["exit"] == 0]
-        cut = [u for u in group if not u.get("finished", True)]
+    units = merged(units)
+    for kind, count, group in _by_kind(commands, units, kinds):
+        done = [u["wall_s"] for u in group if _finished(u)]
+        cut = [u["wall_s"] for u in group if not u.get("finished", True)]
         if not done:
-            longest = max((u["wall_s"] for u in cut), default=0)
             rows.append(
-                f"| {kind} | {counts[kind]} | 0 | - | "
-                + (f"> {longest:.0f} |" if cut else "- |")
+                f"| {kind} | {count} | 0 | - | "
+                + (f"> {max(cut):.0f} |" if cut else "- |")
                 + " - |"
             )
             continue
-        mean = statistics.fmean(u["wall_s"] for u in done)
+        mean = statistics.fmean(done)
         peak = max(u["peak_mib"] for u in group) / 1024
-        work = mean * counts[kind] / 3600
+        work = mean * count / 3600
         total += work
-        more = f", {len(cut)} cut at > {max(u['wall_s'] for u in cut):.0f} s" if cut else ""
+        more = f", {len(cut)} cut at > {max(cut):.0f} s" if cut else ""
         rows.append(
-            f"| {kind} | {counts[kind]} | {len(done)}{more} | {peak:.2f} | "
-            f"{mean:.0f} ({max(u['wall_s'] for u in done):.0f}) | {work:.2f} |"
+            f"| {kind} | {count} | {len(done)}{more} | {peak:.2f} | "
+            f"{mean:.0f} ({max(done):.0f}) | {work:.2f} |"
         )
     rows.append(f"| all | {len(commands)} | {len(units)} | | | {total:.2f} |")
     return rows
 
 
-def kind_figures(commands: list[Command], units: list[dict], rules: list[dict]) -> dict[str, dict]:
+def kind_figures(
+    commands: list[Command], units: list[dict], kinds: list[UnitKind]
+) -> dict[str, dict]:
     """Per kind with at least one unit that finished: {units, measured, peak_gib, mean_s,
     min_s, max_s}. A unit cut at a deadline counts for the peak (a lower bound of it) only."""
-    counts: dict[str, int] = {}
-    for c in commands:
-        kind = kind_of(c.source, rules)
-        counts[kind] = counts.get(kind, 0) + 1
-    units = merged(units)
     figures = {}
-    for kind, count in counts.items():
-        group = [u for u in units if kind_of(u["source"], rules) == kind]
-        done = [u["wall_s"] for u in group if u.get("finished", True) and u["exit"] == 0]
-        if not done:
-            continue
-        figures[kind] = {
-            "units": count,
-            "measured": len(done),
-            "peak_gib": max(u["peak_mib"] for u in group) / 1024,
-            "mean_s": statistics.fmean(done),
-            "min_s": min(done),
-            "max_s": max(done),
-        }
+    for kind, count, group in _by_kind(commands, merged(units), kinds):
+        done = [u["wall_s"] for u in group if _finished(u)]
+        if done:
+            figures[kind] = {
+                "units": count,
+                "measured": len(done),
+                "peak_gib": max(u["peak_mib"] for u in group) / 1024,
+                "mean_s": statistics.fmean(done),
+                "min_s": min(done),
+                "max_s": max(done),
+            }
     return figures
 
 
@@ -928,7 +916,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("extrapolate", help="per table kind: measured figures and whole-stage cost")
     p.add_argument("commands", type=Path, help="the stage's whole command list")
     p.add_argument("reports", nargs="+", type=Path)
-    p.add_argument("--table", type=Path, default=TABLE)
+    p.add_argument("--table", type=Path, default=COMPILE_TABLE)
     p.add_argument(
         "--write", metavar="WHERE", help="refresh the table's measured kinds, WHERE: the machine"
     )
@@ -972,12 +960,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(commands)} compile commands from vLLM's configure -> {args.out}")
         return 0
     if args.cmd == "extrapolate":
-        rules = table_rules(args.table)
+        kinds = unit_kinds(args.table)
         units = [u for path in args.reports for u in json.loads(path.read_text())["units"]]
         commands = load_commands(args.commands)
-        print("\n".join(kind_table(commands, units, rules)))
+        print("\n".join(kind_table(commands, units, kinds)))
         if args.write:
-            figures = kind_figures(commands, units, rules)
+            figures = kind_figures(commands, units, kinds)
             text = refresh_table(args.table.read_text(), figures, args.write)
             tmp = args.table.with_suffix(".tmp")
             tmp.write_text(text)
@@ -994,13 +982,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     commands = [c.substituted(dict(_pairs(args.root))) for c in load_commands(args.commands)]
-    rules = table_rules(args.admit_table or TABLE)
+    kinds = unit_kinds(args.admit_table or COMPILE_TABLE)
     if args.sample == "stratified":
         if "=" in args.per_kind:
             wanted = {k: int(v) for k, v in _pairs(args.per_kind.split(","))}
-            commands = stratified(commands, rules, 0, wanted, args.phase)
+            commands = stratified(commands, kinds, 0, wanted, args.phase)
         else:
-            commands = stratified(commands, rules, int(args.per_kind), phase=args.phase)
+            commands = stratified(commands, kinds, int(args.per_kind), phase=args.phase)
     else:
         commands = sample(commands, args.sample)
     if args.only:
@@ -1032,7 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
         launcher=shlex.split(args.launcher),
         stop_after_s=args.stop_after,
         kill_after_s=args.kill_after,
-        rules=rules,
+        kinds=kinds,
         on_result=keep,
     )
     data = report.to_dict()

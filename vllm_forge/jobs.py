@@ -13,11 +13,14 @@ table's inventory of units to give each machine an expected peak and wall time.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import tomllib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 GIB = 1024**3
 MIB = 1024**2
@@ -214,16 +217,30 @@ def simulate(units: list[tuple[float, float]], *, jobs: int, budget_gib: float) 
     return Simulated(seconds=now, peak_gib=peak, busy=work / (now * jobs) if now else 0.0)
 
 
-def stage_units(kinds: list[UnitKind], stage: str) -> list[tuple[float, float]]:
-    """The stage's units in the order ninja is assumed to start them: each kind spread evenly
-    over the whole build (ninja follows the targets' source lists, not the units' weights)."""
+def kind_of(source: str, kinds: Sequence[UnitKind]) -> str:
+    """A unit's kind: the first whose pattern matches its source (scripts/compile_admit.py's
+    rule, which runs alone in the image and so keeps its own copy), else "default"."""
+    return next((k.name for k in kinds if fnmatch.fnmatch(source, k.pattern)), "default")
+
+
+T = TypeVar("T")
+
+
+def spread(groups: Iterable[list[T]]) -> list[T]:
+    """The items of every group, each group spread evenly over the whole sequence and the groups
+    interleaved in the order given: how ninja meets the kinds of units (it follows the targets'
+    source lists, not the units' weights)."""
     placed = [
-        ((j + 0.5) / k.count, index, (k.gib, k.seconds))
-        for index, k in enumerate(kinds)
-        if k.stage == stage
-        for j in range(k.count)
+        ((i + 0.5) / len(group), n, i, item)
+        for n, group in enumerate(groups)
+        for i, item in enumerate(group)
     ]
-    return [unit for _, _, unit in sorted(placed)]
+    return [item for *_, item in sorted(placed, key=lambda p: p[:3])]
+
+
+def stage_units(kinds: list[UnitKind], stage: str) -> list[tuple[float, float]]:
+    """The stage's units in the order ninja is assumed to start them (`spread`)."""
+    return spread([(k.gib, k.seconds)] * k.count for k in kinds if k.stage == stage)
 
 
 MACHINES = (("16 cores, 32 GB", 16, 32), ("24 cores, 64 GB", 24, 64))

@@ -28,6 +28,10 @@ _NO_GPU_RUNTIME = (
 )
 
 
+def _no_gpu_runtime(line: str) -> bool:
+    return any(text in line for text in _NO_GPU_RUNTIME)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProbeResult:
     exit_code: int
@@ -54,7 +58,7 @@ def interpret(returncode: int, stdout: str, stderr: str) -> ProbeResult:
     errors = [line for line in lines if "error" in line.lower()]  # not docker's "Run '... --help'"
     # the GPU runtime's own words first: docker 20.10 may add "error waiting for container:
     # context canceled" after them
-    runtime = [line for line in errors if any(text in line for text in _NO_GPU_RUNTIME)]
+    runtime = [line for line in errors if _no_gpu_runtime(line)]
     message = (runtime or errors or lines or ["no output"])[-1]
     return ProbeResult(exit_code=returncode, outcome="engine", message=message, gpus=())
 
@@ -77,7 +81,7 @@ def check_probe(result: ProbeResult, engine: Engine, image: str) -> str:
             " Container Toolkit (and, for podman, its CDI spec) and check the driver"
         )
     if result.outcome == "engine":
-        if any(text in result.message for text in _NO_GPU_RUNTIME):
+        if _no_gpu_runtime(result.message):
             problem = engine.gpu_runtime_problem() or "install the NVIDIA Container Toolkit"
             raise EngineError(
                 f"{engine.name} could not hand the GPU in ({result.message}); {problem}"
